@@ -1,0 +1,45 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both start from nothing:
+# they create the virtualenv, install the project, and start the services they need.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+UI_TESTS := carbon_pipeline_tests/ui
+
+.PHONY: setup demo demo-ui test lint bench bench-quick
+
+$(BIN)/carbon-pipeline: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(BIN)/carbon-pipeline
+
+demo: setup
+	$(BIN)/carbon-pipeline demo
+
+demo-ui: setup
+	$(BIN)/carbon-pipeline demo-ui
+
+# The browser test drives Debian's Chromium with playwright-core (no browser download).
+/usr/bin/chromium:
+	apt-get install -y --no-install-recommends chromium || \
+	  (apt-get update && apt-get install -y --no-install-recommends chromium)
+
+$(UI_TESTS)/node_modules/playwright-core: $(UI_TESTS)/package.json $(UI_TESTS)/package-lock.json
+	cd $(UI_TESTS) && npm ci --no-audit --no-fund
+	touch $@
+
+test: setup /usr/bin/chromium $(UI_TESTS)/node_modules/playwright-core
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check carbon_pipeline carbon_pipeline_tests
+	$(BIN)/ruff format --check carbon_pipeline carbon_pipeline_tests
+
+bench: setup
+	$(BIN)/python -m carbon_pipeline_tests.bench
+
+bench-quick: setup
+	$(BIN)/python -m carbon_pipeline_tests.bench --quick

@@ -1,0 +1,1 @@
+"""Assets by stage: sources (Prometheus, Carbon Intensity API) -> host usage -> scope facts."""

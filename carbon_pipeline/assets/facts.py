@@ -1,0 +1,287 @@
+"""Warehouse stage: host-hours attributed to every scope and to the workspaces that held them."""
+
+import os
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+from psycopg.types.json import Jsonb
+
+from carbon_pipeline.assets.common import STAGE_DEFAULTS, Progress, window
+from carbon_pipeline.assets.usage import host_usage, read_window
+from carbon_pipeline.attribution import (
+    SCOPE_KEYS,
+    UNATTRIBUTED,
+    holding_intervals,
+    hourly_shares,
+    scope_facts,
+    workspace_usage,
+)
+from carbon_pipeline.checks import CONSERVATION, FRESHNESS, conservation_gaps
+from carbon_pipeline.resources import PipelineSettings, RegistryResource, WarehouseResource
+from carbon_pipeline.resources.warehouse import dimension_ids, ids_of, load_query
+from carbon_pipeline.schemas import (
+    WORKSPACE_FACT_SCHEMA,
+    column_schema,
+    scope_fact_schema,
+    validate,
+)
+from carbon_pipeline.tables import FACT_USAGE_WORKSPACE, SCOPE_FACTS, SCOPE_ID_COLUMNS
+from carbon_pipeline.times import chunks
+from carbon_pipeline.timing import phase
+
+
+@dg.asset(
+    **STAGE_DEFAULTS,
+    deps=[host_usage],
+    group_name="warehouse",
+    kinds={"pandas", "postgres"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            CONSERVATION,
+            asset="usage_facts",
+            description=(
+                "For every hour: sum over projects = machines = groups = users (with unattributed) = ada."
+            ),
+        ),
+        dg.AssetCheckSpec(
+            FRESHNESS,
+            asset="usage_facts",
+            description=(
+                "The newest hour in fact_usage_ada is at most CARBON_PIPELINE_FRESHNESS_HOURS "
+                "(default 3) hours old."
+            ),
+        ),
+    ],
+    metadata={
+        "dagster/column_schema": column_schema(scope_fact_schema("ada", [])),
+        "tables": "fact_usage_ada, fact_usage_project, fact_usage_machine, fact_usage_group, "
+        "fact_usage_user, fact_usage_workspace, workspace_session",
+    },
+)
+def usage_facts(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    registry: RegistryResource,
+    settings: PipelineSettings,
+):
+    """Hourly electricity and carbon of the whole platform (ada), every project, machine type,
+    group, user and workspace (tables `fact_usage_*`), and every workspace session with what
+    it has accumulated (`workspace_session`). A host-hour goes to the workspaces that held the
+    host in proportion to how long each held it; the rest to the user `unattributed`."""
+    start, end = window(context)
+    progress = Progress(context, start, end)
+    worst_gap = 0.0
+    totals = {"busy_kwh": 0.0, "idle_kwh": 0.0, "busy_gco2eq": 0.0, "idle_gco2eq": 0.0}
+    sessions_touched: set[int] = set()
+    specs = [*SCOPE_FACTS.values(), FACT_USAGE_WORKSPACE]
+    # Workspace sessions span windows: writers of any two windows update the same sessions,
+    # so this stage's runs take turns (the other stages run windows in parallel).
+    with warehouse.replace_window(start, end, specs, serialise_all_windows=True) as writer:
+        for chunk_start, chunk_end in chunks(start, end, settings.chunk_hours):
+            usage = read_window(warehouse, "host_usage_window", chunk_start, chunk_end)
+            workspaces = registry.workspaces_overlapping(chunk_start, chunk_end)
+            with phase("transform"):
+                intervals = holding_intervals(workspaces)
+                shares = hourly_shares(intervals, chunk_start, chunk_end)
+                facts = scope_facts(usage, shares)
+                facts = {
+                    scope: validate(scope_fact_schema(scope, SCOPE_KEYS[scope]), frame)
+                    for scope, frame in facts.items()
+                }
+                held = validate(WORKSPACE_FACT_SCHEMA, workspace_usage(usage, shares))
+                worst_gap = max(worst_gap, conservation_gaps(facts))
+            ids = _dimension_ids(writer.connection, registry, facts, intervals)
+            _bridge_project_users(writer.connection, usage, shares, ids)
+            rows = _write_scope_facts(writer, facts, ids)
+            session_ids = _upsert_sessions(writer.connection, intervals, held, ids)
+            rows += writer.copy(
+                FACT_USAGE_WORKSPACE.name,
+                held.assign(workspace_session_id=ids_of(held["workspace_id"], session_ids)),
+            )
+            sessions_touched.update(session_ids.values())
+            for key in totals:
+                totals[key] += float(facts["ada"][key].sum())
+            progress.chunk_done(chunk_start, chunk_end, rows)
+        with phase("postgres_write"):
+            # Totals over every hour stored, not increments: re-running a window changes nothing.
+            writer.connection.execute(
+                load_query("workspace_totals"),
+                {"ids": sorted(sessions_touched), "start": start, "end": end},
+            )
+    yield dg.MaterializeResult(
+        metadata={
+            **progress.finish(),
+            **{f"total_{k}": v for k, v in totals.items()},
+            "workspace_sessions": len(sessions_touched),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=CONSERVATION,
+                passed=worst_gap <= 1e-6,
+                metadata={"largest_relative_gap": worst_gap},
+            ),
+            freshness(warehouse),
+        ],
+    )
+
+
+def freshness(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Whether the newest hour the facts hold is recent (a backfill of history fails it,
+    as it should: the warehouse is not up to date)."""
+    limit_hours = float(os.getenv("CARBON_PIPELINE_FRESHNESS_HOURS", "3"))
+    with warehouse.connect() as conn:
+        (newest,) = conn.execute("SELECT max(timestamp_utc) FROM fact_usage_ada").fetchone()
+    age = (datetime.now(UTC) - newest).total_seconds() / 3600 if newest else float("inf")
+    return dg.AssetCheckResult(
+        check_name=FRESHNESS,
+        passed=age <= limit_hours,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "newest_hour": newest.isoformat() if newest else "none",
+            "age_hours": round(age, 2),
+            "limit_hours": limit_hours,
+        },
+    )
+
+
+def _dimension_ids(conn, registry: RegistryResource, facts, intervals) -> dict[str, dict]:
+    """{scope: {name: id}} for the chunk's projects, machines, groups and users (the owners
+    of every workspace included, with display names from the registry), and its hosts."""
+    owners = pd.concat([facts["user"]["ext_user_id"], intervals["ext_user_id"]]).drop_duplicates()
+    owners = owners[owners != UNATTRIBUTED]
+    names = registry.users(owners.tolist())
+    users = pd.DataFrame({"ext_user_id": owners}).merge(
+        names, left_on="ext_user_id", right_on="platform_name", how="left"
+    )
+    user_ids = dimension_ids(
+        conn,
+        "dim_user",
+        "ext_user_id",
+        "user_id",
+        users[["ext_user_id", "display_name"]],
+        ["display_name"],
+    )
+    user_ids.update(
+        dimension_ids(
+            conn,
+            "dim_user",
+            "ext_user_id",
+            "user_id",
+            pd.DataFrame({"ext_user_id": [UNATTRIBUTED]}),
+        )
+    )
+    _enrich_groups(conn, registry.groups(facts["group"]["group_name"].drop_duplicates().tolist()))
+    return {
+        "project": dimension_ids(
+            conn,
+            "dim_project",
+            "cloud_project_name",
+            "project_id",
+            facts["project"][["cloud_project_name"]],
+        ),
+        "machine": dimension_ids(
+            conn, "dim_machine", "machine_name", "machine_id", facts["machine"][["machine_name"]]
+        ),
+        "group": dimension_ids(
+            conn, "dim_group", "group_name", "group_id", facts["group"][["group_name"]]
+        ),
+        "user": user_ids,
+        "instance": dimension_ids(
+            conn,
+            "dim_instance",
+            "hostname",
+            "instance_id",
+            intervals[["hostname"]].drop_duplicates(),
+            only_existing=True,
+        ),
+    }
+
+
+def _write_scope_facts(writer, facts, ids) -> int:
+    rows = 0
+    for scope, frame in facts.items():
+        id_column = SCOPE_ID_COLUMNS[scope]
+        if id_column:
+            (key,) = SCOPE_KEYS[scope]
+            frame = frame.assign(**{id_column: ids_of(frame[key], ids[scope])})
+        rows += writer.copy(SCOPE_FACTS[scope].name, frame)
+    return rows
+
+
+def _upsert_sessions(conn, intervals, held, ids) -> dict[str, int]:
+    """A workspace_session per workspace of the chunk (who, which host, when), with the
+    machine, project and group its host had in its latest hour here; {workspace_id: id}."""
+    sessions = pd.DataFrame(
+        {
+            "workspace_ext_id": intervals["workspace_id"],
+            "hostname": intervals["hostname"],
+            "instance_id": intervals["hostname"].map(ids["instance"]).astype("Int64"),
+            "user_id": intervals["ext_user_id"].map(ids["user"]).astype("Int64"),
+            "started_at": intervals["held_from"],
+            "ended_at": intervals["held_until"],
+        }
+    )
+    session_ids = dimension_ids(
+        conn,
+        "workspace_session",
+        "workspace_ext_id",
+        "workspace_session_id",
+        sessions,
+        ["hostname", "instance_id", "user_id", "started_at", "ended_at"],
+    )
+    latest = held.sort_values("timestamp_utc").drop_duplicates("workspace_id", keep="last")
+    labels = sorted(
+        (
+            session_ids[w],
+            ids["machine"][m],
+            ids["project"][p],
+            ids["group"][f"{p}_{m}"],
+            hour.to_pydatetime(),
+        )
+        for w, p, m, hour in latest[
+            ["workspace_id", "cloud_project_name", "machine_name", "timestamp_utc"]
+        ].itertuples(index=False)
+    )
+    names = ("id", "machine", "project", "group", "hour")
+    with phase("postgres_write"), conn.cursor() as cur:
+        # Only from hours at least as recent as the stored ones: a backfill of an older
+        # window never rewinds a session's labels.
+        cur.executemany(
+            "UPDATE workspace_session SET machine_id = %(machine)s, project_id = %(project)s, "
+            "group_id = %(group)s, labels_as_of = %(hour)s "
+            "WHERE workspace_session_id = %(id)s "
+            "AND (labels_as_of IS NULL OR labels_as_of <= %(hour)s) "
+            "AND (machine_id, project_id, group_id, labels_as_of) "
+            "IS DISTINCT FROM (%(machine)s, %(project)s, %(group)s, %(hour)s)",
+            [dict(zip(names, label, strict=True)) for label in labels],
+        )
+    return session_ids
+
+
+def _enrich_groups(conn, documents: list[dict]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            "UPDATE dim_group SET attributes = %(attributes)s WHERE group_name = %(name)s "
+            "AND attributes IS DISTINCT FROM %(attributes)s",
+            [
+                {
+                    "attributes": Jsonb({k: v for k, v in d.items() if k != "name"}),
+                    "name": d["name"],
+                }
+                for d in sorted(documents, key=lambda d: d["name"])
+            ],
+        )
+
+
+def _bridge_project_users(conn, usage, shares, ids) -> None:
+    held = shares.merge(
+        usage[["timestamp_utc", "hostname", "cloud_project_name"]], on=["timestamp_utc", "hostname"]
+    )
+    pairs = held[["cloud_project_name", "ext_user_id"]].drop_duplicates()
+    pairs = pairs[pairs["ext_user_id"] != UNATTRIBUTED]
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO bridge_project_user (project_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            [(ids["project"][p], ids["user"][u]) for p, u in pairs.itertuples(index=False)],
+        )

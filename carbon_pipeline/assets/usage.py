@@ -1,0 +1,149 @@
+"""Usage stage: electricity and carbon per host-hour, and its attribution to every scope."""
+
+import dagster as dg
+import pandas as pd
+from psycopg.types.json import Jsonb
+
+from carbon_pipeline.assets.common import STAGE_DEFAULTS, Progress, window
+from carbon_pipeline.attribution import (
+    group_name,
+)
+from carbon_pipeline.energy import host_usage as compute_host_usage
+from carbon_pipeline.resources import (
+    PipelineSettings,
+    PowerModelResource,
+    WarehouseResource,
+)
+from carbon_pipeline.resources.warehouse import dimension_ids, ids_of, load_query
+from carbon_pipeline.schemas import (
+    HOST_USAGE_SCHEMA,
+    column_schema,
+    validate,
+)
+from carbon_pipeline.tables import FACT_USAGE_INSTANCE
+from carbon_pipeline.times import chunks, utc_ns
+from carbon_pipeline.timing import phase
+
+TEXT = {"hostname": str, "cloud_project_name": str, "machine_name": str, "intensity_source": str}
+
+
+def read_window(warehouse: WarehouseResource, query: str, start, end) -> pd.DataFrame:
+    """Rows of sql/queries/<query>.sql for [start, end), timestamp_utc restored."""
+    frame = warehouse.read_frame(load_query(query), {"start": start, "end": end}, dtype=TEXT)
+    frame.insert(
+        0, "timestamp_utc", utc_ns(pd.to_datetime(frame.pop("timestamp_epoch"), unit="s", utc=True))
+    )
+    return frame
+
+
+@dg.asset(
+    **STAGE_DEFAULTS,
+    deps=["host_cpu_seconds", "carbon_intensity"],
+    group_name="usage",
+    kinds={"pandas", "postgres"},
+    metadata={
+        "dagster/column_schema": column_schema(HOST_USAGE_SCHEMA),
+        "table": "fact_usage_instance",
+    },
+)
+def host_usage(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    power_model: PowerModelResource,
+    settings: PipelineSettings,
+) -> dg.MaterializeResult:
+    """Electricity [kWh] and carbon [gCO2eq], busy and idle, of every host-hour (table
+    `fact_usage_instance`): W/core of the host's machine type x CPU seconds / 3.6e6, times
+    the hour's intensity."""
+    start, end = window(context)
+    progress = Progress(context, start, end)
+    totals = {"busy_kwh": 0.0, "idle_kwh": 0.0, "busy_gco2eq": 0.0, "idle_gco2eq": 0.0}
+    with warehouse.replace_window(start, end, [FACT_USAGE_INSTANCE]) as writer:
+        for chunk_start, chunk_end in chunks(start, end, settings.chunk_hours):
+            cpu = read_window(warehouse, "host_cpu_window", chunk_start, chunk_end)
+            intensity = read_window(warehouse, "intensity_window", chunk_start, chunk_end)
+            # What is read back was validated when it was written: validate what is new.
+            with phase("transform"):
+                usage = compute_host_usage(
+                    cpu, intensity, power_model.watts_for(cpu["machine_name"])
+                )
+                usage = validate(HOST_USAGE_SCHEMA, usage)
+            rows = _with_dimension_ids(writer.connection, usage)
+            writer.copy(FACT_USAGE_INSTANCE.name, rows)
+            for key in totals:
+                totals[key] += float(usage[key].sum())
+            progress.chunk_done(chunk_start, chunk_end, len(rows))
+    return dg.MaterializeResult(
+        metadata={**progress.finish(), **{f"total_{k}": v for k, v in totals.items()}}
+    )
+
+
+def _with_dimension_ids(conn, usage: pd.DataFrame) -> pd.DataFrame:
+    """usage with instance, project, machine and group ids, creating missing dimension rows."""
+    usage = usage.assign(group_name=group_name(usage["cloud_project_name"], usage["machine_name"]))
+    latest = usage.sort_values("timestamp_utc").drop_duplicates("hostname", keep="last")
+    instances = pd.DataFrame(
+        {
+            "hostname": latest["hostname"],
+            "labels_as_of": latest["timestamp_utc"],
+            "labels": [
+                Jsonb({"cloud_project_name": p, "machine_name": m})
+                for p, m in zip(latest["cloud_project_name"], latest["machine_name"], strict=True)
+            ],
+        }
+    )
+    machines = usage.drop_duplicates("machine_name")
+    machines = pd.DataFrame(
+        {
+            "machine_name": machines["machine_name"],
+            "attributes": [
+                Jsonb({"busy_watts_per_core": b, "idle_watts_per_core": i})
+                for b, i in zip(
+                    machines["busy_watts_per_core"], machines["idle_watts_per_core"], strict=True
+                )
+            ],
+        }
+    )
+    groups = usage.drop_duplicates("group_name")[
+        ["group_name", "cloud_project_name", "machine_name"]
+    ]
+    ids = {
+        "instance_id": dimension_ids(
+            conn,
+            "dim_instance",
+            "hostname",
+            "instance_id",
+            instances,
+            ["labels", "labels_as_of"],
+            as_of_column="labels_as_of",
+        ),
+        "project_id": dimension_ids(
+            conn, "dim_project", "cloud_project_name", "project_id", usage[["cloud_project_name"]]
+        ),
+        "machine_id": dimension_ids(
+            conn, "dim_machine", "machine_name", "machine_id", machines, ["attributes"]
+        ),
+        "group_id": dimension_ids(
+            conn,
+            "dim_group",
+            "group_name",
+            "group_id",
+            groups,
+            ["cloud_project_name", "machine_name"],
+        ),
+    }
+    keys = {
+        "instance_id": "hostname",
+        "project_id": "cloud_project_name",
+        "machine_id": "machine_name",
+        "group_id": "group_name",
+    }
+    for id_column, name_column in keys.items():
+        usage[id_column] = ids_of(usage[name_column], ids[id_column])
+    pairs = usage[["project_id", "group_id"]].drop_duplicates()
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO bridge_project_group (project_id, group_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            pairs.itertuples(index=False, name=None),
+        )
+    return usage

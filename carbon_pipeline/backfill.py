@@ -1,0 +1,109 @@
+"""Materialise every asset over a range of hours through Dagster, as few runs as sensible."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from carbon_pipeline.partitions import HOURS_PER_RUN, PIPELINE_START
+from carbon_pipeline.times import chunks, whole_hours
+
+log = logging.getLogger(__name__)
+PARTITION_KEY_FORMAT = "%Y-%m-%d-%H:%M"
+BACKFILL_TAG = "carbon-pipeline/backfill"
+
+
+class RangeError(ValueError):
+    """A requested range does not fit the partitions."""
+
+
+def check_range(start: datetime, end: datetime, now: datetime | None = None) -> None:
+    """Refuse a range that is not whole UTC hours inside the partitions: from
+    CARBON_PIPELINE_START to the last hour that has closed."""
+    try:
+        whole_hours(start, end)
+    except ValueError as exc:
+        raise RangeError(str(exc)) from None
+    last_closed = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
+    if start < PIPELINE_START:
+        raise RangeError(
+            f"start {start:%Y-%m-%dT%H:%MZ} is before the first partition "
+            f"{PIPELINE_START:%Y-%m-%dT%H:%MZ} (CARBON_PIPELINE_START)"
+        )
+    if end > last_closed:
+        raise RangeError(
+            f"end {end:%Y-%m-%dT%H:%MZ} is after the last closed hour {last_closed:%Y-%m-%dT%H:%MZ}"
+        )
+
+
+def range_tags(start: datetime, end: datetime) -> dict[str, str]:
+    """Tags that make one run cover the partitions [start, end)."""
+    return {
+        "dagster/asset_partition_range_start": start.strftime(PARTITION_KEY_FORMAT),
+        "dagster/asset_partition_range_end": (end - timedelta(hours=1)).strftime(
+            PARTITION_KEY_FORMAT
+        ),
+    }
+
+
+@dataclass
+class ChunkResult:
+    start: datetime
+    end: datetime
+    run_id: str
+    success: bool
+    seconds: float
+
+
+def backfill(
+    start: datetime,
+    end: datetime,
+    *,
+    instance: dg.DagsterInstance,
+    job: dg.JobDefinition | None = None,
+    hours_per_run: int = HOURS_PER_RUN,
+) -> list[ChunkResult]:
+    """One in-process run per `hours_per_run` hours of [start, end), recorded in `instance`
+    (visible in the UI under Runs, tagged with one backfill id). Stops at the first failed
+    chunk: chunks before it are committed, the failed one is untouched, and re-running the
+    same range (or just the failed chunk) completes it."""
+    check_range(start, end)
+    if job is None:
+        from carbon_pipeline.definitions import defs
+
+        job = defs.resolve_job_def("hourly_carbon_job")
+    backfill_id = uuid.uuid4().hex[:8]
+    results = []
+    total = (end - start) / timedelta(hours=1)
+    run_hours = hours_per_run if hours_per_run > 0 else int((end - start) / timedelta(hours=1))
+    for chunk_start, chunk_end in chunks(start, end, run_hours):
+        began = time.monotonic()
+        result = job.execute_in_process(
+            instance=instance,
+            tags={**range_tags(chunk_start, chunk_end), BACKFILL_TAG: backfill_id},
+            raise_on_error=False,
+        )
+        results.append(
+            ChunkResult(
+                chunk_start, chunk_end, result.run_id, result.success, time.monotonic() - began
+            )
+        )
+        done = (chunk_end - start) / timedelta(hours=1)
+        log.info(
+            "backfill %s: %s..%s %s in %.1f s (%d/%d hours)",
+            backfill_id,
+            f"{chunk_start:%Y-%m-%dT%H:%MZ}",
+            f"{chunk_end:%Y-%m-%dT%H:%MZ}",
+            "succeeded" if result.success else "FAILED",
+            results[-1].seconds,
+            done,
+            total,
+        )
+        if not result.success:
+            break
+    return results

@@ -1,0 +1,60 @@
+"""Data quality: the asset checks' names and arithmetic, and the quarantine of host-hours
+whose numbers cannot be true."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from carbon_pipeline.energy import METRICS
+from carbon_pipeline.schemas import CPU_SECONDS_TOLERANCE
+
+CONSERVATION = "conservation"
+COMPLETENESS = "completeness"
+FRESHNESS = "freshness"
+INTENSITY_PROVENANCE = "intensity_provenance"
+
+
+def conservation_gaps(facts: dict[str, pd.DataFrame]) -> float:
+    """Largest relative difference, over hours, metrics and scopes, between a scope's sum
+    and ada's: 0 when every hour's usage is counted exactly once in every scope."""
+    ada = facts["ada"].set_index("timestamp_utc")[METRICS]
+    worst = 0.0
+    for scope, frame in facts.items():
+        if scope == "ada":
+            continue
+        if not frame["timestamp_utc"].isin(ada.index).all():
+            return float("inf")  # usage in an hour the platform total does not have
+        summed = frame.groupby("timestamp_utc")[METRICS].sum().reindex(ada.index, fill_value=0.0)
+        gap = (summed - ada).abs() / ada.abs().clip(lower=1e-9)
+        worst = max(worst, float(gap.to_numpy().max(initial=0.0)))
+    return worst
+
+
+def split_implausible(host_cpu: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(plausible rows, rejected rows with a `reason`). A host-hour is rejected when its CPU
+    seconds are not finite, negative, or more than its cpus can spend in an hour (with the
+    tolerance for Prometheus' extrapolation at the edges of a series)."""
+    busy = host_cpu["busy_cpu_seconds_total"].to_numpy(dtype=float)
+    idle = host_cpu["idle_cpu_seconds_total"].to_numpy(dtype=float)
+    capacity = host_cpu["cpu_count"].to_numpy(dtype=float) * 3600.0
+    reason = np.full(len(host_cpu), "", dtype=object)
+    over = busy + idle > capacity * (1 + CPU_SECONDS_TOLERANCE) + 1.0
+    reason[over] = "busy + idle CPU seconds exceed cpu_count x 3600"
+    reason[(busy < 0) | (idle < 0)] = "negative CPU seconds"
+    reason[~np.isfinite(busy) | ~np.isfinite(idle)] = "CPU seconds not finite (NaN or Inf)"
+    rejected = reason != ""
+    return (
+        host_cpu[~rejected].reset_index(drop=True),
+        host_cpu[rejected].assign(reason=reason[rejected]).reset_index(drop=True),
+    )
+
+
+def describe_rejections(rejected: pd.DataFrame, limit: int = 5) -> str:
+    """A short account of rejected host-hours for logs and check metadata."""
+    examples = [
+        f"{r.hostname} at {r.timestamp_utc:%Y-%m-%dT%H:%MZ}: {r.reason}"
+        for r in rejected.head(limit).itertuples()
+    ]
+    more = f" and {len(rejected) - limit} more" if len(rejected) > limit else ""
+    return "; ".join(examples) + more

@@ -1,0 +1,97 @@
+"""Find or start a local PostgreSQL for the demo, and give it a fresh database."""
+
+from __future__ import annotations
+
+import getpass
+import glob
+import shutil
+import subprocess
+import time
+
+import psycopg
+
+SOCKET_DIR = "/var/run/postgresql"
+CANDIDATES = (
+    "postgresql://postgres@127.0.0.1:5432/postgres",
+    f"postgresql://{getpass.getuser()}@127.0.0.1:5432/postgres",
+    f"postgresql:///postgres?host={SOCKET_DIR}",
+)
+
+
+class PostgresSetupError(RuntimeError):
+    """No PostgreSQL could be found, installed or started."""
+
+
+def _reachable(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=3):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def _run(cmd: list[str]) -> None:
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _start_debian_cluster() -> None:
+    """Start (installing first if need be) Debian's cluster and give this user a role."""
+    if shutil.which("pg_lsclusters") is None:
+        if shutil.which("apt-get") is None:
+            raise PostgresSetupError(
+                "no PostgreSQL found and apt-get is unavailable: set DATABASE_URL"
+            )
+        _run(["apt-get", "install", "-y", "--no-install-recommends", "postgresql"])
+    versions = sorted(glob.glob("/etc/postgresql/*/main"))
+    if not versions:
+        raise PostgresSetupError("PostgreSQL is installed but has no cluster: set DATABASE_URL")
+    version = versions[-1].split("/")[3]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    user = getpass.getuser()
+    if user != "postgres":
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                "psql",
+                "-qc",
+                f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{user}') "
+                f'THEN CREATE ROLE "{user}" SUPERUSER LOGIN; END IF; END$$;',
+            ],
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+
+def admin_url() -> str:
+    """A superuser connection to a running local server, starting one if none answers."""
+    for url in CANDIDATES:
+        if _reachable(url):
+            return url
+    _start_debian_cluster()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for url in CANDIDATES:
+            if _reachable(url):
+                return url
+        time.sleep(0.5)
+    raise PostgresSetupError("could not reach or start a local PostgreSQL: set DATABASE_URL")
+
+
+def fresh_database(admin: str, name: str) -> str:
+    """Drop and re-create database `name`; its URL."""
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    if "?" in admin:  # socket form: postgresql:///postgres?host=...
+        base, _, query = admin.partition("?")
+        return f"{base.rsplit('/', 1)[0]}/{name}?{query}"
+    return f"{admin.rsplit('/', 1)[0]}/{name}"

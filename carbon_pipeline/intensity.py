@@ -1,0 +1,92 @@
+"""Hourly carbon intensity from the API's half-hour periods, with its provenance."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from carbon_pipeline.times import hour_range, utc_ns
+
+# Provenance of an hour's intensity, from best to worst: the hour takes the worst of its periods.
+SOURCES = ("actual", "forecast", "fallback")
+INTENSITY_COLUMNS = [
+    "timestamp_utc",
+    "intensity_gco2eq_per_kwh",
+    "intensity_source",
+    "forecast_gco2eq_per_kwh",
+    "actual_gco2eq_per_kwh",
+    "period_count",
+    "glitch_periods",
+]
+
+
+class MissingIntensityError(RuntimeError):
+    """Hours of a window have no intensity and the policy is to fail."""
+
+
+def hourly_intensity(
+    periods: pd.DataFrame,
+    start: datetime,
+    end: datetime,
+    *,
+    on_missing: str = "fallback",
+    fallback_gco2eq_per_kwh: float = 200.0,
+    glitch_min_forecast: float = 10.0,
+) -> pd.DataFrame:
+    """One row per hour of [start, end).
+
+    A period's value is its `actual`, else its `forecast`; an `actual` of 0 while the forecast
+    is at least `glitch_min_forecast` is a known API glitch and the forecast is used instead.
+    An hour is the mean of its periods and is marked `actual` only if every period was.
+    An hour with no period gets the fallback (marked `fallback`) or, with on_missing="fail",
+    raises MissingIntensityError naming the hours. `glitch_periods` counts rejected actuals.
+    """
+    if on_missing not in ("fallback", "fail"):
+        raise ValueError(f"on_missing must be 'fallback' or 'fail', got {on_missing!r}")
+    p = periods
+    glitch = (p["actual"] == 0) & (p["forecast"] >= glitch_min_forecast)
+    use_actual = p["actual"].notna() & ~glitch
+    value = np.where(use_actual, p["actual"], p["forecast"])
+    frame = pd.DataFrame(
+        {
+            "hour": utc_ns(p["period_from"]).dt.floor("h"),
+            "value": value,
+            "rank": np.where(use_actual, 0, 1),
+            "forecast": p["forecast"],
+            "actual": p["actual"].where(use_actual),
+            "glitch": glitch.astype("int64"),
+        }
+    )
+    frame = frame[frame["value"].notna()]
+    hours = (
+        frame.groupby("hour")
+        .agg(
+            intensity_gco2eq_per_kwh=("value", "mean"),
+            rank=("rank", "max"),
+            forecast_gco2eq_per_kwh=("forecast", "mean"),
+            actual_gco2eq_per_kwh=("actual", "mean"),
+            period_count=("value", "size"),
+            glitch_periods=("glitch", "sum"),
+        )
+        .reindex(hour_range(start, end))
+    )
+    missing = hours["intensity_gco2eq_per_kwh"].isna()
+    if missing.any():
+        if on_missing == "fail":
+            stamps = hours.index[missing]
+            raise MissingIntensityError(
+                f"no carbon intensity for {missing.sum()} hour(s) between {stamps[0]:%Y-%m-%dT%H:%MZ} "
+                f"and {stamps[-1]:%Y-%m-%dT%H:%MZ}; set the missing-intensity policy to "
+                "'fallback' to use the documented fallback instead"
+            )
+        hours.loc[missing, "intensity_gco2eq_per_kwh"] = fallback_gco2eq_per_kwh
+        hours.loc[missing, "rank"] = 2
+        hours.loc[missing, ["period_count", "glitch_periods"]] = 0
+    hours["intensity_source"] = np.asarray(SOURCES, dtype=object)[hours["rank"].astype(int)]
+    hours[["period_count", "glitch_periods"]] = hours[["period_count", "glitch_periods"]].astype(
+        "int64"
+    )
+    hours.index.name = "timestamp_utc"
+    return hours.reset_index()[INTENSITY_COLUMNS]

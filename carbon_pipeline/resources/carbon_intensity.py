@@ -1,0 +1,126 @@
+"""The GB Carbon Intensity API: national intensity per half-hour period."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import dagster as dg
+import pandas as pd
+import requests
+from pydantic import Field
+
+from carbon_pipeline.resources.http import retrying_session
+from carbon_pipeline.secrets import mask_secrets, mask_url
+from carbon_pipeline.times import utc_ns
+from carbon_pipeline.timing import phase
+
+DEFAULT_API_URL = "https://api.carbonintensity.org.uk"
+PERIOD_COLUMNS = ["period_from", "period_to", "forecast", "actual"]
+
+
+class CarbonIntensityError(RuntimeError):
+    """The API could not give the periods of a window; names the request."""
+
+
+def _api_time(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%MZ")
+
+
+def parse_periods(body: object, where: str) -> pd.DataFrame:
+    """The `data` array of an /intensity answer as a frame; a clear error on any other shape."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise CarbonIntensityError(f"unexpected answer {where}: {str(body)[:200]!r}")
+    rows = []
+    for item in body["data"]:
+        try:
+            intensity = item["intensity"]
+            rows.append(
+                (item["from"], item["to"], intensity.get("forecast"), intensity.get("actual"))
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise CarbonIntensityError(f"malformed period {item!r:.200} {where}") from exc
+    frame = pd.DataFrame(rows, columns=PERIOD_COLUMNS)
+    try:
+        for column in ("period_from", "period_to"):
+            frame[column] = utc_ns(pd.to_datetime(frame[column], utc=True, format="ISO8601"))
+        for column in ("forecast", "actual"):
+            frame[column] = pd.to_numeric(frame[column], errors="raise").astype("float64")
+    except (ValueError, TypeError) as exc:
+        raise CarbonIntensityError(f"malformed period values {where}: {exc}") from exc
+    return frame
+
+
+class CarbonIntensityResource(dg.ConfigurableResource):
+    """GET {api_url}/intensity/{from}/{to}; at most `max_days_per_request` days a call."""
+
+    api_url: str = DEFAULT_API_URL
+    max_days_per_request: int = 14
+    on_missing: str = Field(
+        default="fallback",
+        description="An hour without intensity: 'fallback' (use fallback, flagged) or 'fail'.",
+    )
+    fallback_gco2eq_per_kwh: float = 200.0
+    glitch_min_forecast: float = Field(
+        default=10.0,
+        description="An actual of 0 while the forecast is at least this is a glitch: use the forecast.",
+    )
+    timeout_seconds: float = 60.0
+    retries: int = 3
+    backoff_seconds: float = 1.0
+
+    def periods(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """Every half-hour period starting in [start, end), one row each, sorted; raises
+        CarbonIntensityError if any request fails."""
+        periods, errors = self.fetch_periods(start, end)
+        if errors:
+            raise errors[0]
+        return periods
+
+    def fetch_periods(
+        self, start: datetime, end: datetime
+    ) -> tuple[pd.DataFrame, list[CarbonIntensityError]]:
+        """The periods of every request (of at most max_days_per_request days) that
+        succeeded, and the errors of those that failed: one bad fortnight does not cost the
+        others."""
+        session = retrying_session(self.retries, self.backoff_seconds)
+        frames, errors = [], []
+        chunk_start = start
+        while chunk_start < end:
+            chunk_end = min(end, chunk_start + timedelta(days=self.max_days_per_request))
+            try:
+                frames.append(self._request(session, chunk_start, chunk_end))
+            except CarbonIntensityError as exc:
+                errors.append(exc)
+            chunk_start = chunk_end
+        periods = (
+            pd.concat(frames, ignore_index=True) if frames else parse_periods({"data": []}, "")
+        )
+        # The service also returns the period ending at `from`, and periods touching `to`.
+        in_window = (periods["period_from"] >= start) & (periods["period_from"] < end)
+        periods = (
+            periods[in_window]
+            .drop_duplicates("period_from", keep="last")
+            .sort_values("period_from", ignore_index=True)
+        )
+        return periods, errors
+
+    def _request(self, session, start: datetime, end: datetime) -> pd.DataFrame:
+        url = f"{self.api_url.rstrip('/')}/intensity/{_api_time(start)}/{_api_time(end)}"
+        where = f"from {mask_url(url)}"
+        try:
+            with phase("intensity_api"):
+                response = session.get(
+                    url, headers={"Accept": "application/json"}, timeout=(10, self.timeout_seconds)
+                )
+                body = response.json()
+        except requests.JSONDecodeError as exc:
+            raise CarbonIntensityError(
+                f"HTTP {response.status_code} with non-JSON body {where}: {response.text[:200]!r}"
+            ) from exc
+        except requests.RequestException as exc:
+            raise CarbonIntensityError(
+                f"Carbon Intensity API unreachable: {mask_url(url)}: {mask_secrets(str(exc))}"
+            ) from exc
+        if response.status_code != 200:
+            raise CarbonIntensityError(f"HTTP {response.status_code} {where}: {body!r:.300}")
+        return parse_periods(body, where)

@@ -1,0 +1,346 @@
+"""The PostgreSQL warehouse: migrations, whole-window replacement by COPY, dimension keys."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import psycopg
+import sqlalchemy as sa
+from psycopg.types.json import Jsonb
+
+from carbon_pipeline.resources import binary_copy
+from carbon_pipeline.secrets import mask_url
+from carbon_pipeline.timing import phase
+
+log = logging.getLogger(__name__)
+
+_PACKAGED_SQL = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = _PACKAGED_SQL if _PACKAGED_SQL.is_dir() else Path(__file__).resolve().parents[2] / "sql"
+MIGRATIONS_DIR = SQL_DIR / "migrations"
+
+# Fact and staging tables partitioned by month on timestamp_utc.
+PARTITIONED_TABLES = (
+    "host_cpu_hourly",
+    "fact_usage_instance",
+    "fact_usage_ada",
+    "fact_usage_project",
+    "fact_usage_machine",
+    "fact_usage_group",
+    "fact_usage_user",
+    "fact_usage_workspace",
+)
+
+
+class WarehouseError(RuntimeError):
+    """A warehouse operation was refused; nothing was changed."""
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """Accept postgres://, postgresql:// or postgresql+psycopg:// and use psycopg 3."""
+    scheme, sep, rest = database_url.partition("://")
+    if not sep or scheme not in ("postgres", "postgresql", "postgresql+psycopg"):
+        raise WarehouseError(
+            f"DATABASE_URL must be a postgresql:// URL, got {mask_url(database_url)!r}"
+        )
+    return f"postgresql+psycopg://{rest}"
+
+
+@functools.cache
+def _engine(database_url: str) -> sa.Engine:
+    return sa.create_engine(
+        sqlalchemy_url(database_url),
+        pool_pre_ping=True,
+        connect_args={"options": "-c timezone=UTC"},
+    )
+
+
+@functools.cache
+def _migrate_once(database_url: str) -> None:
+    applied = apply_migrations(_engine(database_url))
+    if applied:
+        log.info("applied warehouse migrations %s to %s", applied, mask_url(database_url))
+
+
+def _advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for pg_advisory_xact_lock."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def months(start: datetime, end: datetime) -> list[str]:
+    """The UTC months ('YYYY-MM') that [start, end) touches, in order."""
+    first = pd.Timestamp(start).tz_convert("UTC").tz_localize(None).to_period("M")
+    last = (
+        pd.Timestamp(end).tz_convert("UTC").tz_localize(None) - pd.Timedelta(microseconds=1)
+    ).to_period("M")
+    return [str(p) for p in pd.period_range(first, last, freq="M")]
+
+
+def migrations() -> list[tuple[str, str]]:
+    """(version, sql) of every migration file, in order."""
+    files = sorted(MIGRATIONS_DIR.glob("*.sql"))
+    if not files:
+        raise WarehouseError(f"no migrations found in {MIGRATIONS_DIR}")
+    return [(f.stem, f.read_text()) for f in files]
+
+
+def apply_migrations(engine: sa.Engine) -> list[str]:
+    """Apply the migrations not yet applied, each in its own transaction. Idempotent.
+
+    A migration already applied whose file has since changed is an error: the database
+    would silently differ from the code.
+    """
+    applied_now = []
+    with engine.begin() as conn:
+        # Runs starting at once on a fresh database (pods of one backfill) take turns.
+        conn.exec_driver_sql(
+            "SELECT pg_advisory_xact_lock(%s)", (_advisory_key("carbon_migrations"),)
+        )
+        conn.exec_driver_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version TEXT PRIMARY KEY, checksum TEXT NOT NULL,"
+            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+    for version, sql in migrations():
+        checksum = hashlib.sha256(sql.encode()).hexdigest()
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "SELECT pg_advisory_xact_lock(%s)", (_advisory_key("carbon_migrations"),)
+            )
+            row = conn.exec_driver_sql(
+                "SELECT checksum FROM schema_migrations WHERE version = %s", (version,)
+            ).first()
+            if row is not None:
+                if row[0] != checksum:
+                    raise WarehouseError(
+                        f"migration {version} was applied with different contents; "
+                        "write a new migration instead of editing an applied one"
+                    )
+                continue
+            driver = conn.connection.driver_connection
+            driver.execute(sql)
+            conn.exec_driver_sql(
+                "INSERT INTO schema_migrations (version, checksum) VALUES (%s, %s)",
+                (version, checksum),
+            )
+            applied_now.append(version)
+    return applied_now
+
+
+# ---- binary COPY ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table the pipeline writes: its name and (column, kind) pairs in COPY order; kinds
+    are float8, int8, int4, timestamptz and text."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c for c, _ in self.columns]
+
+
+class WindowWriter:
+    """Writes rows into tables whose [start, end) window was emptied in this transaction."""
+
+    def __init__(self, conn: psycopg.Connection, specs: dict[str, TableSpec]):
+        self._conn = conn
+        self._specs = specs
+
+    @property
+    def connection(self) -> psycopg.Connection:
+        return self._conn
+
+    def copy(self, table: str, frame: pd.DataFrame) -> int:
+        spec = self._specs[table]
+        if frame.empty:
+            return 0
+        cols = ", ".join(spec.column_names)
+        with phase("transform"):
+            payload = binary_copy.encode(frame, spec.columns)
+        with phase("postgres_write"), self._conn.cursor() as cur:
+            with cur.copy(f"COPY {spec.name} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(payload)
+        return len(frame)
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The PostgreSQL warehouse the pipeline writes and analysts read."""
+
+    database_url: str
+
+    @property
+    def engine(self) -> sa.Engine:
+        return _engine(self.database_url)
+
+    def migrate(self) -> list[str]:
+        return apply_migrations(self.engine)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Every run brings the schema up to date itself: a fresh database needs no manual step.
+        _migrate_once(self.database_url)
+
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection]:
+        """A raw psycopg connection from the pool, in a transaction committed on success."""
+        with self.engine.begin() as conn:
+            yield conn.connection.driver_connection
+
+    def ensure_partitions(self, start: datetime, end: datetime, tables: Iterable[str]) -> None:
+        """Create the monthly partitions [start, end) needs, and the next month's ahead of
+        time (so the hour that opens a month finds it ready). Own short transaction."""
+        ahead = end + timedelta(days=31)
+        with self.connect() as conn:
+            for table in tables:
+                if table in PARTITIONED_TABLES:
+                    conn.execute(
+                        "SELECT carbon_ensure_month_partitions(%s, %s, %s)", (table, start, ahead)
+                    )
+
+    @contextmanager
+    def replace_window(
+        self,
+        start: datetime,
+        end: datetime,
+        specs: Sequence[TableSpec],
+        serialise_all_windows: bool = False,
+    ) -> Iterator[WindowWriter]:
+        """One transaction that deletes [start, end) from every table and lets the caller
+        COPY the new rows in. Readers see the old rows until it commits; on any error the
+        old rows stay. Two runs writing the same tables in the same month wait for each other
+        (an advisory lock per table set and month), runs on other months go on in parallel;
+        serialise_all_windows makes every window of these tables wait for each other."""
+        names = [s.name for s in specs]
+        if serialise_all_windows:
+            lock_names = ["write:" + ",".join(names)]
+        else:
+            lock_names = [f"write:{','.join(names)}:{month}" for month in months(start, end)]
+        with phase("postgres_write"):
+            self.ensure_partitions(start, end, names)
+        with self.engine.connect() as sa_conn:
+            transaction = sa_conn.begin()
+            conn = sa_conn.connection.driver_connection
+            try:
+                with phase("postgres_write"):
+                    for lock_name in lock_names:  # always in the same order: no deadlock
+                        conn.execute(
+                            "SELECT pg_advisory_xact_lock(%s)", (_advisory_key(lock_name),)
+                        )
+                    for name in names:
+                        conn.execute(
+                            f"DELETE FROM {name} WHERE timestamp_utc >= %s AND timestamp_utc < %s",
+                            (start, end),
+                        )
+                yield WindowWriter(conn, {s.name: s for s in specs})
+            except BaseException:
+                transaction.rollback()
+                raise
+            with phase("postgres_write"):
+                transaction.commit()
+
+    def read_frame(
+        self, query: str, params: Sequence | dict | None = None, **read_csv_options
+    ) -> pd.DataFrame:
+        """Run a SELECT through COPY ... TO STDOUT as CSV and parse it with pandas: far
+        faster than fetching rows for the hundreds of thousands a long window holds.
+        Timestamps should be selected as epoch seconds and converted by the caller."""
+        buffer = io.BytesIO()
+        with phase("postgres_read"), self.connect() as conn, conn.cursor() as cur:
+            statement = psycopg.sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT CSV, HEADER)").format(
+                psycopg.sql.SQL(query)
+            )
+            with cur.copy(statement, params) as copy:
+                for block in copy:
+                    buffer.write(block)
+        buffer.seek(0)
+        with phase("transform"):
+            return pd.read_csv(buffer, keep_default_na=False, na_values=[""], **read_csv_options)
+
+
+def dimension_ids(
+    conn: psycopg.Connection,
+    table: str,
+    key_column: str,
+    id_column: str,
+    rows: pd.DataFrame,
+    update_columns: Sequence[str] = (),
+    only_existing: bool = False,
+    as_of_column: str | None = None,
+) -> dict[str, int]:
+    """Insert the dimension rows that are missing (updating update_columns of the ones that
+    exist and differ) and return {key: id} for every key in rows. With as_of_column (one of
+    update_columns), a row is only updated by values at least as recent as its own. With
+    only_existing, insert nothing and return the ids of the keys that exist."""
+    if rows.empty:
+        return {}
+    rows = rows.drop_duplicates(key_column).sort_values(key_column)  # one lock order
+    keys = rows[key_column].tolist()
+    with phase("postgres_write"), conn.cursor() as cur:
+        if not only_existing:
+            columns = [key_column, *update_columns]
+            placeholders = ", ".join(["%s"] * len(columns))
+            conflict = "DO NOTHING"
+            if update_columns:
+                # Only rows that change are updated (and locked): concurrent runs that see the
+                # same dimensions never wait on each other.
+                targets = ", ".join(f"{table}.{c}" for c in update_columns)
+                sources = ", ".join(f"EXCLUDED.{c}" for c in update_columns)
+                conflict = (
+                    "DO UPDATE SET "
+                    + ", ".join(f"{c} = EXCLUDED.{c}" for c in update_columns)
+                    + f" WHERE ({targets}, NULL) IS DISTINCT FROM ({sources}, NULL)"
+                )
+                if as_of_column:
+                    conflict += (
+                        f" AND ({table}.{as_of_column} IS NULL"
+                        f" OR EXCLUDED.{as_of_column} >= {table}.{as_of_column})"
+                    )
+            cur.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) "
+                f"ON CONFLICT ({key_column}) {conflict}",
+                [tuple(_plain(v) for v in r) for r in rows[columns].itertuples(index=False)],
+            )
+        cur.execute(
+            f"SELECT {key_column}, {id_column} FROM {table} WHERE {key_column} = ANY(%s)", (keys,)
+        )
+        return dict(cur.fetchall())
+
+
+def ids_of(names: pd.Series, ids: dict[str, int]) -> np.ndarray:
+    """The id of every name (int64), from dimension_ids' {name: id}. An index lookup: far
+    faster than Series.map(dict) on the hundreds of thousands of rows of a long window."""
+    index = pd.Index(list(ids), dtype=object)
+    positions = index.get_indexer(names.astype(object))
+    if (positions < 0).any():
+        missing = names[positions < 0].drop_duplicates().head(5).tolist()
+        raise KeyError(f"no dimension id for {missing}")
+    return np.fromiter(ids.values(), dtype=np.int64, count=len(ids))[positions]
+
+
+def _plain(value):
+    """A value psycopg can send: NULL for NaN/NaT/NA, Python scalars for numpy ones."""
+    if isinstance(value, Jsonb):
+        return value
+    if pd.isna(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+@functools.cache
+def load_query(name: str) -> str:
+    """The SELECT in sql/queries/<name>.sql, its comment lines dropped."""
+    text = (SQL_DIR / "queries" / f"{name}.sql").read_text()
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))

@@ -1,0 +1,200 @@
+"""Pandera schemas of every frame the pipeline writes: meaning and unit of each column, and
+the checks a row must pass before it may reach the warehouse."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pandera.pandas as pa
+from pandera.engines import pandas_engine
+
+from carbon_pipeline.energy import METRICS
+from carbon_pipeline.intensity import SOURCES
+
+UTC_NS = pandas_engine.DateTime(tz="UTC", unit="ns")
+# Highest hourly GB intensity on record is about 700 gCO2eq/kWh; beyond this is an error.
+MAX_PLAUSIBLE_INTENSITY = 1500.0
+# busy + idle CPU seconds of a host-hour may exceed cores x 3600 only by Prometheus'
+# extrapolation at the edges of a series: allow this fraction plus one second.
+CPU_SECONDS_TOLERANCE = 0.02
+
+
+# Keys are unique by construction (grouped) and by the tables' primary keys, which refuse a
+# duplicate on COPY with the key named; checking them again here costs a hash of every row.
+
+
+def _timestamp() -> pa.Column:
+    return pa.Column(
+        UTC_NS,
+        pa.Check(lambda s: s.dt.floor("h") == s, error="not the start of a UTC hour"),
+        coerce=True,
+        description="Start of the UTC hour the row covers.",
+    )
+
+
+def _text(description: str) -> pa.Column:
+    return pa.Column(str, pa.Check.str_length(min_value=1), coerce=True, description=description)
+
+
+def _non_negative(description: str, dtype=float) -> pa.Column:
+    return pa.Column(
+        dtype,
+        [pa.Check.ge(0), pa.Check(lambda s: pd.Series(s).abs().lt(float("inf")), error="finite")],
+        coerce=True,
+        description=description,
+    )
+
+
+METRIC_DESCRIPTIONS = {
+    "busy_cpu_seconds_total": "CPU-seconds spent busy (user, system, nice, irq, softirq, steal) [s].",
+    "idle_cpu_seconds_total": "CPU-seconds spent idle (idle, iowait) [s].",
+    "busy_kwh": "Electricity drawn by busy cores [kWh] = busy W/core x busy s / 3.6e6.",
+    "idle_kwh": "Electricity drawn by idle cores [kWh] = idle W/core x idle s / 3.6e6.",
+    "busy_gco2eq": "Carbon of the busy electricity [gCO2eq] = busy_kwh x intensity.",
+    "idle_gco2eq": "Carbon of the idle electricity [gCO2eq] = idle_kwh x intensity.",
+}
+
+_intensity = pa.Column(
+    float,
+    pa.Check.in_range(0.0, MAX_PLAUSIBLE_INTENSITY),
+    coerce=True,
+    description="Grid carbon intensity of the hour [gCO2eq/kWh].",
+)
+_source = pa.Column(
+    str,
+    pa.Check.isin(SOURCES),
+    coerce=True,
+    description="Where the intensity came from: actual, forecast or fallback (estimated).",
+)
+
+
+def _cpu_within_capacity(frame: pd.DataFrame) -> pd.Series:
+    capacity = frame["cpu_count"] * 3600.0
+    used = frame["busy_cpu_seconds_total"] + frame["idle_cpu_seconds_total"]
+    return used <= capacity * (1 + CPU_SECONDS_TOLERANCE) + 1.0
+
+
+_capacity_check = pa.Check(
+    _cpu_within_capacity,
+    error="busy + idle CPU seconds exceed cpu_count x 3600 (plus tolerance)",
+)
+
+HOST_CPU_SCHEMA = pa.DataFrameSchema(
+    {
+        "timestamp_utc": _timestamp(),
+        "hostname": _text("Host identity, normalised (IPv4 address where the name encodes one)."),
+        "cloud_project_name": _text("OpenStack project of the host (Prometheus label)."),
+        "machine_name": _text("Machine type of the host inside its project (Prometheus label)."),
+        "cpu_count": _non_negative("Number of CPUs reporting in the hour.", int),
+        "busy_cpu_seconds_total": _non_negative(METRIC_DESCRIPTIONS["busy_cpu_seconds_total"]),
+        "idle_cpu_seconds_total": _non_negative(METRIC_DESCRIPTIONS["idle_cpu_seconds_total"]),
+    },
+    checks=[_capacity_check],
+    strict="filter",
+    ordered=False,
+    name="host_cpu_hourly",
+    description="CPU seconds per host-hour: increase(node_cpu_seconds_total[1h]) at the hour's end.",
+)
+
+INTENSITY_SCHEMA = pa.DataFrameSchema(
+    {
+        "timestamp_utc": _timestamp(),
+        "intensity_gco2eq_per_kwh": _intensity,
+        "intensity_source": _source,
+        "forecast_gco2eq_per_kwh": pa.Column(
+            float,
+            nullable=True,
+            coerce=True,
+            description="Mean forecast of the hour's periods [gCO2eq/kWh].",
+        ),
+        "actual_gco2eq_per_kwh": pa.Column(
+            float,
+            nullable=True,
+            coerce=True,
+            description="Mean accepted actual of the hour's periods [gCO2eq/kWh].",
+        ),
+        "period_count": pa.Column(
+            int,
+            pa.Check.in_range(0, 2),
+            coerce=True,
+            description="Half-hour periods the hour's value is the mean of.",
+        ),
+        "glitch_periods": pa.Column(
+            int,
+            pa.Check.in_range(0, 2),
+            coerce=True,
+            description="Periods whose actual (0 while the forecast was far above) was rejected.",
+        ),
+    },
+    unique=["timestamp_utc"],
+    strict="filter",
+    name="carbon_intensity_hourly",
+    description="GB national carbon intensity per UTC hour, with its provenance.",
+)
+
+HOST_USAGE_SCHEMA = pa.DataFrameSchema(
+    {
+        **HOST_CPU_SCHEMA.columns,
+        **{m: _non_negative(METRIC_DESCRIPTIONS[m]) for m in METRICS},
+        "intensity_gco2eq_per_kwh": _intensity,
+        "intensity_source": _source,
+        "busy_watts_per_core": _non_negative("Power model: watts per busy core [W]."),
+        "idle_watts_per_core": _non_negative("Power model: watts per idle core [W]."),
+    },
+    checks=[_capacity_check],
+    strict="filter",
+    name="host_usage",
+    description="Electricity and carbon per host-hour, busy and idle.",
+)
+
+SCOPE_KEY_DESCRIPTIONS = {
+    "cloud_project_name": "OpenStack project.",
+    "machine_name": "Machine type.",
+    "group_name": "Machine group: {cloud_project_name}_{machine_name}.",
+    "ext_user_id": "User's platform_name; 'unattributed' for hours no workspace held.",
+}
+
+
+def scope_fact_schema(scope: str, keys: list[str]) -> pa.DataFrameSchema:
+    """Schema of one scope's hourly fact: its key columns plus the metrics."""
+    return pa.DataFrameSchema(
+        {
+            "timestamp_utc": _timestamp(),
+            **{k: _text(SCOPE_KEY_DESCRIPTIONS[k]) for k in keys},
+            **{m: _non_negative(METRIC_DESCRIPTIONS[m]) for m in METRICS},
+            "intensity_gco2eq_per_kwh": _intensity,
+            "intensity_source": _source,
+        },
+        strict="filter",
+        name=f"fact_usage_{scope}",
+        description=f"Hourly electricity and carbon per {scope}.",
+    )
+
+
+WORKSPACE_FACT_SCHEMA = pa.DataFrameSchema(
+    {
+        "workspace_id": _text("The workspace's id in the registry."),
+        "timestamp_utc": _timestamp(),
+        **{m: _non_negative(METRIC_DESCRIPTIONS[m]) for m in METRICS},
+        "intensity_gco2eq_per_kwh": _intensity,
+        "intensity_source": _source,
+    },
+    strict=False,
+    name="fact_usage_workspace",
+    description="A workspace's share of its host's hours.",
+)
+
+
+def validate(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame coerced to the schema, or SchemaErrors listing every failing row and check."""
+    return schema.validate(frame, lazy=True)
+
+
+def column_schema(schema: pa.DataFrameSchema) -> dg.TableSchema:
+    """The schema's columns as Dagster column metadata, shown on the asset in the UI."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, str(column.dtype), description=column.description)
+            for name, column in schema.columns.items()
+        ]
+    )

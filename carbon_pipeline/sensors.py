@@ -1,0 +1,101 @@
+"""Re-materialise hours whose intensity was a forecast or the fallback once actuals exist."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pandas as pd
+
+from carbon_pipeline.backfill import range_tags
+from carbon_pipeline.intensity import SOURCES, hourly_intensity
+from carbon_pipeline.resources import CarbonIntensityResource, WarehouseResource
+from carbon_pipeline.resources.carbon_intensity import CarbonIntensityError
+from carbon_pipeline.schedules import hourly_job
+from carbon_pipeline.times import HOUR
+
+# Stored hours whose intensity is not an actual, within the look-back window.
+ESTIMATED_HOURS = """
+SELECT extract(epoch FROM timestamp_utc)::bigint AS timestamp_epoch, intensity_source
+FROM carbon_intensity_hourly
+WHERE intensity_source <> 'actual' AND timestamp_utc >= %(since)s AND timestamp_utc < %(until)s
+ORDER BY timestamp_utc
+"""
+
+
+def consecutive_ranges(hours: list[pd.Timestamp]) -> list[tuple[datetime, datetime]]:
+    """Sorted hour starts grouped into [start, end) runs of consecutive hours."""
+    ranges: list[tuple[datetime, datetime]] = []
+    for hour in hours:
+        start = hour.to_pydatetime()
+        if ranges and ranges[-1][1] == start:
+            ranges[-1] = (ranges[-1][0], start + HOUR)
+        else:
+            ranges.append((start, start + HOUR))
+    return ranges
+
+
+def improvable_hours(
+    warehouse: WarehouseResource,
+    api: CarbonIntensityResource,
+    now: datetime,
+    lookback_days: int,
+) -> list[pd.Timestamp]:
+    """Stored hours marked forecast or fallback for which the API now has something better."""
+    since = now - timedelta(days=lookback_days)
+    until = now.replace(minute=0, second=0, microsecond=0)
+    stored = warehouse.read_frame(ESTIMATED_HOURS, {"since": since, "until": until})
+    if stored.empty:
+        return []
+    stored["timestamp_utc"] = pd.to_datetime(stored["timestamp_epoch"], unit="s", utc=True)
+    first = stored["timestamp_utc"].min().to_pydatetime()
+    last = stored["timestamp_utc"].max().to_pydatetime() + HOUR
+    fresh = hourly_intensity(api.periods(first, last), first, last, on_missing="fallback")
+    rank = {source: n for n, source in enumerate(SOURCES)}
+    merged = stored.merge(fresh, on="timestamp_utc", suffixes=("_stored", "_now"))
+    better = merged["intensity_source_now"].map(rank) < merged["intensity_source_stored"].map(rank)
+    return sorted(merged.loc[better, "timestamp_utc"])
+
+
+@dg.sensor(
+    job=hourly_job,
+    minimum_interval_seconds=int(os.getenv("CARBON_INTENSITY_RECHECK_SECONDS", "3600")),
+    default_status=dg.DefaultSensorStatus[
+        os.getenv("CARBON_PIPELINE_SCHEDULE_STATUS", "RUNNING").upper()
+    ],
+    description=(
+        "Finds hours stored with a forecast or fallback intensity (within "
+        "CARBON_INTENSITY_RECHECK_DAYS, default 7) for which the API now has actuals, and "
+        "re-materialises their intensity, host usage and facts."
+    ),
+)
+def intensity_actuals_sensor(
+    context: dg.SensorEvaluationContext,
+    warehouse: WarehouseResource,
+    carbon_intensity_api: CarbonIntensityResource,
+):
+    now = datetime.now(UTC)
+    try:
+        hours = improvable_hours(
+            warehouse,
+            carbon_intensity_api,
+            now,
+            int(os.getenv("CARBON_INTENSITY_RECHECK_DAYS", "7")),
+        )
+    except CarbonIntensityError as exc:
+        return dg.SkipReason(f"the Carbon Intensity API is not answering: {exc}")
+    if not hours:
+        return dg.SkipReason("no stored estimate has an actual yet")
+    return [
+        dg.RunRequest(
+            run_key=f"actuals-{start:%Y%m%dT%H}-{end:%Y%m%dT%H}-{now:%Y%m%dT%H}",
+            asset_selection=[
+                dg.AssetKey("carbon_intensity"),
+                dg.AssetKey("host_usage"),
+                dg.AssetKey("usage_facts"),
+            ],
+            tags=range_tags(start, end),
+        )
+        for start, end in consecutive_ranges(hours)
+    ]

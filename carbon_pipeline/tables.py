@@ -1,0 +1,90 @@
+"""The warehouse tables the pipeline writes, column by column in COPY order."""
+
+from __future__ import annotations
+
+from carbon_pipeline.energy import METRICS
+from carbon_pipeline.resources.warehouse import TableSpec
+
+_METRIC_COLUMNS = tuple((m, "float8") for m in METRICS)
+_INTENSITY_COLUMNS = (("intensity_gco2eq_per_kwh", "float8"), ("intensity_source", "text"))
+
+CARBON_INTENSITY_HOURLY = TableSpec(
+    "carbon_intensity_hourly",
+    (
+        ("timestamp_utc", "timestamptz"),
+        ("intensity_gco2eq_per_kwh", "float8"),
+        ("intensity_source", "text"),
+        ("forecast_gco2eq_per_kwh", "float8"),
+        ("actual_gco2eq_per_kwh", "float8"),
+        ("period_count", "int4"),
+        ("glitch_periods", "int4"),
+    ),
+)
+
+HOST_CPU_HOURLY = TableSpec(
+    "host_cpu_hourly",
+    (
+        ("timestamp_utc", "timestamptz"),
+        ("hostname", "text"),
+        ("cloud_project_name", "text"),
+        ("machine_name", "text"),
+        ("cpu_count", "int4"),
+        ("busy_cpu_seconds_total", "float8"),
+        ("idle_cpu_seconds_total", "float8"),
+    ),
+)
+
+HOST_CPU_REJECTED = TableSpec(
+    "host_cpu_rejected",
+    (
+        *HOST_CPU_HOURLY.columns,
+        ("reason", "text"),
+    ),
+)
+
+FACT_USAGE_INSTANCE = TableSpec(
+    "fact_usage_instance",
+    (
+        ("instance_id", "int8"),
+        ("project_id", "int8"),
+        ("machine_id", "int8"),
+        ("group_id", "int8"),
+        ("timestamp_utc", "timestamptz"),
+        ("cpu_count", "int4"),
+        *_METRIC_COLUMNS,
+        *_INTENSITY_COLUMNS,
+        ("busy_watts_per_core", "float8"),
+        ("idle_watts_per_core", "float8"),
+    ),
+)
+
+FACT_USAGE_WORKSPACE = TableSpec(
+    "fact_usage_workspace",
+    (
+        ("workspace_session_id", "int8"),
+        ("timestamp_utc", "timestamptz"),
+        *_METRIC_COLUMNS,
+        *_INTENSITY_COLUMNS,
+    ),
+)
+
+# Scope facts: {scope: (table, id column or None for ada)}.
+SCOPE_ID_COLUMNS = {
+    "ada": None,
+    "project": "project_id",
+    "machine": "machine_id",
+    "group": "group_id",
+    "user": "user_id",
+}
+SCOPE_FACTS = {
+    scope: TableSpec(
+        f"fact_usage_{scope}",
+        (
+            *(((id_column, "int8"),) if id_column else ()),
+            ("timestamp_utc", "timestamptz"),
+            *_METRIC_COLUMNS,
+            *_INTENSITY_COLUMNS,
+        ),
+    )
+    for scope, id_column in SCOPE_ID_COLUMNS.items()
+}

@@ -1,0 +1,30 @@
+"""Wall time spent per phase (source queries, transforms, warehouse I/O) in this process, so
+runs can report where their time went and the benchmark can break a backfill down."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+PHASES = ("prometheus", "intensity_api", "registry", "transform", "postgres_read", "postgres_write")
+_seconds: defaultdict[str, float] = defaultdict(float)
+
+
+@contextmanager
+def phase(name: str) -> Iterator[None]:
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        _seconds[name] += time.perf_counter() - began
+
+
+def totals() -> dict[str, float]:
+    """Seconds per phase since the process started (or since reset())."""
+    return {name: _seconds.get(name, 0.0) for name in PHASES}
+
+
+def reset() -> None:
+    _seconds.clear()

@@ -1,0 +1,145 @@
+"""Real services for the tests: a fresh PostgreSQL database, a Prometheus loaded with the test
+fleet's history, a local Carbon Intensity API, and the registry through mongomock."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import psycopg
+import pytest
+
+# Before the package is imported: partitions from 2023 (the real intensity record's year),
+# and asset retries that retry at once, so that failure tests stay quick.
+os.environ.setdefault("CARBON_PIPELINE_START", "2023-01-01T00:00Z")
+os.environ.setdefault("CARBON_PIPELINE_ASSET_RETRIES", "1")
+os.environ.setdefault("CARBON_PIPELINE_ASSET_RETRY_DELAY_SECONDS", "0")
+
+from carbon_pipeline.backfill import range_tags  # noqa: E402
+from carbon_pipeline.definitions import ASSETS
+from carbon_pipeline.demo import postgres
+from carbon_pipeline.demo.intensity_server import IntensityServer, synthetic_periods
+from carbon_pipeline.demo.loader import load_history, write_registry_seed
+from carbon_pipeline.demo.prometheus_server import PrometheusServer, ensure_installed
+from carbon_pipeline.resources import (
+    CarbonIntensityResource,
+    PipelineSettings,
+    PowerModelResource,
+    PrometheusResource,
+    RegistryResource,
+    WarehouseResource,
+)
+from carbon_pipeline_tests.fleet_spec import WINDOW_END, WINDOW_START, build_fleet
+
+
+@pytest.fixture(scope="session")
+def admin_url() -> str:
+    """A superuser connection to create and drop the tests' databases:
+    TEST_ADMIN_DATABASE_URL, else a local server (started if none runs)."""
+    return os.getenv("TEST_ADMIN_DATABASE_URL") or postgres.admin_url()
+
+
+@pytest.fixture(scope="session")
+def create_database(admin_url):
+    """Factory of fresh, empty databases; all dropped at the end of the session."""
+    created = []
+
+    def create() -> str:
+        name = f"carbon_test_{uuid.uuid4().hex[:12]}"
+        created.append(name)
+        return postgres.fresh_database(admin_url, name)
+
+    yield create
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for name in created:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(create_database) -> str:
+    return create_database()
+
+
+@pytest.fixture(scope="session")
+def fleet():
+    return build_fleet()
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory, fleet):
+    """A real Prometheus serving the test fleet's history; yields (server, true host-hours)."""
+    ensure_installed()
+    root = tmp_path_factory.mktemp("prometheus")
+    truth = load_history(fleet, WINDOW_START, WINDOW_END, root / "data", root / "work")
+    server = PrometheusServer(root / "data").start()
+    yield server, truth
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def intensity_periods() -> pd.DataFrame:
+    # A day either side of the fleet's window, like the real service's wider record.
+    return synthetic_periods(WINDOW_START - timedelta(days=1), WINDOW_END + timedelta(days=1))
+
+
+@pytest.fixture(scope="session")
+def intensity_server(intensity_periods):
+    server = IntensityServer(intensity_periods).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def registry_seed(tmp_path_factory, fleet) -> Path:
+    return write_registry_seed(fleet, tmp_path_factory.mktemp("registry"))
+
+
+def local_resources(
+    database_url, prometheus, intensity_server, registry_seed, chunk_hours=13
+) -> dict:
+    """Resources pointing at the local services, the database migrated."""
+    server, _ = prometheus
+    warehouse = WarehouseResource(database_url=database_url)
+    warehouse.migrate()
+    return {
+        "warehouse": warehouse,
+        "prometheus": PrometheusResource(prometheus_url=server.url, retries=0),
+        "carbon_intensity_api": CarbonIntensityResource(api_url=intensity_server.url, retries=0),
+        "registry": RegistryResource(
+            # A distinct URI per seed keeps mongomock's in-memory databases apart.
+            mongo_uri="mongomock://localhost",
+            database=f"ada_{uuid.uuid4().hex[:8]}",
+            seed_dir=str(registry_seed),
+        ),
+        "power_model": PowerModelResource(),
+        "settings": PipelineSettings(chunk_hours=chunk_hours),
+    }
+
+
+@pytest.fixture
+def resources(database_url, prometheus, intensity_server, registry_seed) -> dict:
+    """Local resources on a fresh database, in chunks of 13 hours (so that ranges cross them)."""
+    return local_resources(database_url, prometheus, intensity_server, registry_seed)
+
+
+def materialize_range(resources: dict, start: datetime, end: datetime, **kwargs):
+    """Every asset over [start, end) in one in-process run."""
+    return dg.materialize(
+        ASSETS,
+        resources=resources,
+        instance=kwargs.pop("instance", None) or dg.DagsterInstance.ephemeral(),
+        tags=range_tags(start, end),
+        **kwargs,
+    )
+
+
+def read_table(database_url: str, query: str, params=None) -> pd.DataFrame:
+    with psycopg.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("SET TIME ZONE 'UTC'")
+        cur.execute(query, params)
+        columns = [d.name for d in cur.description]
+        return pd.DataFrame(cur.fetchall(), columns=columns)

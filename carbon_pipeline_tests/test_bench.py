@@ -1,0 +1,44 @@
+"""The benchmark keeps working: its quick mode runs end to end and reports every figure."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_quick_benchmark_reports_every_measurement(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "carbon_pipeline_tests.bench",
+            "--quick",
+            "--skip-scaling",
+            "--cache",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for line in (
+        "(a) backfill through Dagster",
+        "(b) I/O floor",
+        "(c) one run per partition",
+        "(d) Dagster floor",
+        "our own work (a - d) / I/O floor (b) =",
+        "one run per partition (c) / backfill (a) =",
+    ):
+        assert line in done.stdout
+    (saved,) = tmp_path.glob("results-*.json")
+    report = json.loads(saved.read_text())
+    assert report["hosts"] == 25 and report["hours"] == 744
+    # Every host-hour of the fleet reached the warehouse: 25 hosts, most of them all month.
+    rows = report["a"]["rows"]
+    assert rows["fact_usage_ada"] == 744 and rows["carbon_intensity_hourly"] == 744
+    assert rows["host_cpu_hourly"] == rows["fact_usage_instance"] > 744 * 15

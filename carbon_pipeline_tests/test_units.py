@@ -1,0 +1,169 @@
+"""The pure arithmetic of each stage, on hand-made inputs with hand-computed answers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from carbon_pipeline.attribution import holding_intervals, hourly_shares
+from carbon_pipeline.hosts import normalise_host
+from carbon_pipeline.intensity import MissingIntensityError, hourly_intensity
+from carbon_pipeline.resources.power_model import PowerModelError, PowerModelResource
+from carbon_pipeline.resources.prometheus import promql_regex_alternatives, promql_string
+from carbon_pipeline.times import utc_ns
+
+T0 = datetime(2025, 3, 3, tzinfo=UTC)
+
+
+def at(hours: float) -> datetime:
+    return T0 + timedelta(hours=hours)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "172.16.100.50",
+        "172.16.100.50:9100",
+        "host-172-16-100-50",
+        "host-172-16-100-50.nubes.stfc.ac.uk",
+        "host-172-16-100-50.nubes.stfc.ac.uk:9100",
+        " HOST-172-16-100-50.Nubes.STFC.ac.uk:9100 ",
+    ],
+)
+def test_every_form_of_a_host_has_one_identity(raw):
+    assert normalise_host(raw) == "172.16.100.50"
+
+
+def test_names_without_an_address_keep_their_name():
+    assert normalise_host("gpu-node-7.example.org:9100") == "gpu-node-7.example.org"
+    assert normalise_host("[fd00::5]:9100") == "fd00::5"
+    with pytest.raises(ValueError, match="empty"):
+        normalise_host("  ")
+
+
+def test_promql_strings_escape_quotes_backslashes_and_newlines():
+    assert promql_string('a"b\\c\nd ünï') == '"a\\"b\\\\c\\nd ünï"'
+    assert promql_regex_alternatives(["user", "a.b|c"]) == '"user|a\\\\.b\\\\|c"'
+
+
+def periods(rows):
+    frame = pd.DataFrame(rows, columns=["period_from", "forecast", "actual"])
+    frame["period_from"] = utc_ns(frame["period_from"])
+    frame["period_to"] = frame["period_from"] + pd.Timedelta(minutes=30)
+    return frame
+
+
+def test_hourly_intensity_means_periods_and_keeps_provenance():
+    frame = periods(
+        [
+            (at(0), 100.0, 110.0),
+            (at(0.5), 120.0, 130.0),  # hour 0: actuals 110, 130 -> 120, actual
+            (at(1), 200.0, np.nan),  # null actual: forecast 200
+            (at(1.5), 220.0, 210.0),  # hour 1: (200 + 210) / 2 = 205, forecast
+            (at(2), 150.0, 0.0),  # glitch: actual 0 while forecast 150 -> 150
+            (at(2.5), 160.0, 158.0),  # hour 2: (150 + 158) / 2 = 154, forecast
+            (at(3), 90.0, 94.0),  # hour 3 has one period only: 94, actual
+        ]
+    )
+    hours = hourly_intensity(frame, at(0), at(5))
+    assert hours["intensity_gco2eq_per_kwh"].tolist() == [120.0, 205.0, 154.0, 94.0, 200.0]
+    assert hours["intensity_source"].tolist() == [
+        "actual",
+        "forecast",
+        "forecast",
+        "actual",
+        "fallback",
+    ]
+    assert hours["period_count"].tolist() == [2, 2, 2, 1, 0]
+    assert hours["glitch_periods"].tolist() == [0, 0, 1, 0, 0]
+    assert hours["actual_gco2eq_per_kwh"].iloc[0] == 120.0
+    with pytest.raises(MissingIntensityError, match="1 hour.*2025-03-03T04:00Z"):
+        hourly_intensity(frame, at(0), at(5), on_missing="fail")
+
+
+def workspaces(rows):
+    frame = pd.DataFrame(
+        rows, columns=["hostname", "owner", "created_time", "acquired_time", "deleted_time"]
+    )
+    for column in ("created_time", "acquired_time", "deleted_time"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    frame.insert(0, "workspace_id", [f"ws{n}" for n in range(len(frame))])
+    return frame
+
+
+def shares_of(rows, start=T0, end=T0 + timedelta(hours=3)):
+    result = hourly_shares(holding_intervals(workspaces(rows)), start, end)
+    return {(r.timestamp_utc.hour, r.ext_user_id): r.share for r in result.itertuples()}
+
+
+def test_shares_follow_holding_time():
+    got = shares_of(
+        [
+            ("host-10-0-0-1.nubes:9100", "ann", at(-5), None, at(1 + 20 / 60)),
+            ("10.0.0.1", "ben", at(1), at(1 + 20 / 60), None),  # acquired after created
+        ]
+    )
+    assert got == pytest.approx(
+        {(0, "ann"): 1.0, (1, "ann"): 1 / 3, (1, "ben"): 2 / 3, (2, "ben"): 1.0}
+    )
+
+
+def test_overlapping_workspaces_never_exceed_the_hour():
+    got = shares_of(
+        [
+            ("10.0.0.1", "ann", at(0), None, at(1)),
+            ("10.0.0.1", "ben", at(0.5), None, at(1)),
+        ],
+        end=at(1),
+    )
+    # 60 + 30 minutes held in a 60-minute hour: scaled to 2/3 and 1/3.
+    assert got == pytest.approx({(0, "ann"): 2 / 3, (0, "ben"): 1 / 3})
+
+
+def test_overlaps_share_the_held_time_and_leave_the_rest_unattributed():
+    got = shares_of(
+        [
+            ("10.0.0.1", "ann", at(0), None, at(0.5)),
+            ("10.0.0.1", "ben", at(0), None, at(0.5)),
+            ("10.0.0.2", "cat", at(0), None, at(0.5)),
+            ("10.0.0.2", "dan", at(0.25), None, at(0.75)),
+        ],
+        end=at(1),
+    )
+    # .1: both held the first half only; .2: held 00:00-00:45 by someone (30 + 30 minutes).
+    assert got == pytest.approx(
+        {(0, "ann"): 0.25, (0, "ben"): 0.25, (0, "cat"): 0.375, (0, "dan"): 0.375}
+    )
+
+
+def test_inverted_and_ownerless_workspaces():
+    got = shares_of(
+        [
+            ("10.0.0.1", "ann", at(2), None, at(1)),  # deleted before created: holds nothing
+            ("10.0.0.2", None, at(0), None, at(0.5)),  # no owner: unattributed
+        ]
+    )
+    assert got == {(0, "unattributed"): 0.5}
+
+
+def test_power_model_file_overrides_and_rejects_bad_values(tmp_path):
+    good = tmp_path / "power.csv"
+    good.write_text("machine_name,busy_watts_per_core,idle_watts_per_core\nMuon,10,0.5\n")
+    watts = PowerModelResource(overrides_file=str(good)).watts_for(pd.Series(["Muon", "SANS"]))
+    assert watts.to_dict("list") == {
+        "busy_watts_per_core": [10.0, 12.0],
+        "idle_watts_per_core": [0.5, 1.0],
+    }
+    bad = tmp_path / "bad.csv"
+    bad.write_text("machine_name,busy_watts_per_core,idle_watts_per_core\nMuon,-3,1\n")
+    with pytest.raises(PowerModelError, match="line 2 busy_watts_per_core.*-3"):
+        PowerModelResource(overrides_file=str(bad)).watts_for(pd.Series(["Muon"]))
+    missing = tmp_path / "missing.csv"
+    missing.write_text("machine_name,busy_watts_per_core,idle_watts_per_core\nMuon,,1\n")
+    with pytest.raises(PowerModelError, match="line 2 busy_watts_per_core"):
+        PowerModelResource(overrides_file=str(missing)).watts_for(pd.Series(["Muon"]))
+    with pytest.raises(PowerModelError, match="idle watts per core"):
+        PowerModelResource(idle_watts_per_core=-1).watts_for(pd.Series(["Muon"]))

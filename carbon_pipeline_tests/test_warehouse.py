@@ -1,0 +1,362 @@
+"""The analysts' warehouse, queried as the read-only analyst role: rollups, windows, heatmap,
+equivalencies, workspace sessions, documentation, access and partition pruning."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import pytest
+
+from carbon_pipeline_tests import expected
+from carbon_pipeline_tests.conftest import local_resources, materialize_range
+from carbon_pipeline_tests.fleet_spec import WINDOW_END, WINDOW_START, t
+
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "analyst-guide.md"
+REL = 1e-9
+
+
+@pytest.fixture(scope="module")
+def warehouse_url(create_database, prometheus, intensity_server, registry_seed) -> str:
+    """A warehouse loaded with the test fleet's two days, once for this module."""
+    url = create_database()
+    resources = local_resources(url, prometheus, intensity_server, registry_seed, chunk_hours=744)
+    assert materialize_range(resources, WINDOW_START, WINDOW_END).success
+    return url
+
+
+@pytest.fixture(scope="module")
+def host(prometheus, intensity_periods) -> pd.DataFrame:
+    """The expected host-hours, from the fleet's truth."""
+    _, truth = prometheus
+    frame = expected.host_usage(truth, expected.hourly_intensity(intensity_periods))
+    frame["group_name"] = frame["cloud_project_name"] + "_" + frame["machine_name"]
+    frame["total_kwh"] = frame["busy_kwh"] + frame["idle_kwh"]
+    frame["total_gco2eq"] = frame["busy_gco2eq"] + frame["idle_gco2eq"]
+    return frame
+
+
+def as_analyst(url: str, query: str, params=None, now: str | None = None) -> pd.DataFrame:
+    """Run a query as carbon_analyst (optionally reporting as of `now`)."""
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SET ROLE carbon_analyst")
+        cur.execute("SET TIME ZONE 'UTC'")
+        if now:
+            cur.execute("SELECT set_config('carbon.now', %s, false)", (now,))
+        cur.execute(query, params)
+        return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
+
+
+def test_rollups_per_day_month_year_and_lifetime(warehouse_url, host):
+    daily = as_analyst(
+        warehouse_url,
+        "SELECT * FROM v_usage_daily WHERE scope = 'project' ORDER BY scope_name, day",
+    )
+    host["day"] = host["timestamp_utc"].dt.date
+    want = (
+        host.groupby(["cloud_project_name", "day"])
+        .agg(
+            total_kwh=("total_kwh", "sum"),
+            total_gco2eq=("total_gco2eq", "sum"),
+            hours=("timestamp_utc", "nunique"),
+            busy_kwh=("busy_kwh", "sum"),
+            idle=("idle_cpu_seconds_total", "sum"),
+            busy=("busy_cpu_seconds_total", "sum"),
+        )
+        .reset_index()
+    )
+    assert daily["scope_name"].tolist() == want["cloud_project_name"].tolist()
+    assert daily["day"].tolist() == want["day"].tolist()
+    assert daily["hours"].tolist() == want["hours"].tolist()
+    for column in ("total_kwh", "total_gco2eq"):
+        assert daily[column].to_numpy(dtype=float) == pytest.approx(
+            want[column].to_numpy(), rel=REL
+        )
+    assert daily["intensity_gco2eq_per_kwh"].to_numpy(dtype=float) == pytest.approx(
+        (want["total_gco2eq"] / want["total_kwh"]).to_numpy(), rel=REL
+    )
+    assert daily["busy_share_kwh"].to_numpy(dtype=float) == pytest.approx(
+        (want["busy_kwh"] / want["total_kwh"]).to_numpy(), rel=REL
+    )
+    assert daily["idle_share_cpu"].to_numpy(dtype=float) == pytest.approx(
+        (want["idle"] / (want["idle"] + want["busy"])).to_numpy(), rel=REL
+    )
+    # All the data is in March 2025: month, year and lifetime agree, for every scope.
+    for view, period in (("v_usage_monthly", "month"), ("v_usage_yearly", "year")):
+        rows = as_analyst(
+            warehouse_url, f"SELECT scope, scope_name, {period}, total_kwh FROM {view}"
+        )
+        assert set(rows[period].astype(str)) == {
+            "2025-03-01" if period == "month" else "2025-01-01"
+        }
+    totals = as_analyst(
+        warehouse_url, "SELECT scope, scope_name, total_kwh, hours FROM v_usage_total ORDER BY 1, 2"
+    )
+    assert totals.loc[totals["scope"] == "ada", "total_kwh"].iloc[0] == pytest.approx(
+        host["total_kwh"].sum(), rel=REL
+    )
+    assert totals.loc[totals["scope"] == "ada", "hours"].iloc[0] == 48
+    for scope in ("project", "machine", "group", "user"):
+        assert totals.loc[totals["scope"] == scope, "total_kwh"].sum() == pytest.approx(
+            host["total_kwh"].sum(), rel=REL
+        )
+
+
+def test_usage_between_any_window(warehouse_url, host, fleet):
+    start, end = t("2025-03-03T06:00"), t("2025-03-03T18:00")
+    got = as_analyst(
+        warehouse_url,
+        "SELECT * FROM usage_between('user', %s, %s) ORDER BY scope_name",
+        (start, end),
+    ).set_index("scope_name")
+    window = host[(host["timestamp_utc"] >= start) & (host["timestamp_utc"] < end)]
+    want = (
+        expected.user_usage(window, fleet.workspaces).groupby("ext_user_id")[expected.METRICS].sum()
+    )
+    assert list(got.index) == list(want.index)
+    for metric in expected.METRICS:
+        assert got[metric].to_numpy(dtype=float) == pytest.approx(want[metric].to_numpy(), rel=REL)
+    # Hours with a share: bob took .10 over at 10:20 (10:00-17:00 is 8 hours).
+    assert (
+        got.loc["unattributed", "hours"],
+        got.loc["bob", "hours"],
+        got.loc["alice", "hours"],
+    ) == (12, 8, 12)
+    assert got.loc["alice", "display_name"] == "Alice Archer"
+
+
+def test_workspace_sessions_accumulate_their_share(warehouse_url, host, fleet):
+    sessions = as_analyst(
+        warehouse_url, "SELECT * FROM v_workspace_sessions ORDER BY workspace_ext_id"
+    )
+    assert len(sessions) == len(fleet.workspaces)  # one per workspace, erin's included
+    want = expected.workspace_usage(host, fleet.workspaces)
+    for n, ws in enumerate(fleet.workspaces):
+        row = sessions.iloc[n]  # seed ids are the spec's order
+        assert row["ext_user_id"] == ws["owner"]
+        assert row["started_at"] == max(
+            ws["created_time"], ws.get("acquired_time") or ws["created_time"]
+        )
+        assert (pd.isna(row["ended_at"]) and "deleted_time" not in ws) or row["ended_at"] == ws.get(
+            "deleted_time"
+        )
+        for metric in ("busy_kwh", "idle_kwh", "busy_gco2eq", "idle_gco2eq"):
+            assert row[metric] == pytest.approx(want[n][metric], rel=REL, abs=1e-12), (n, metric)
+    bob = sessions[sessions["ext_user_id"] == "bob"].iloc[0]
+    assert (bob["machine_name"], bob["cloud_project_name"], bob["group_name"]) == (
+        "Muon",
+        "IDAaaS",
+        "IDAaaS_Muon",
+    )
+    erin = sessions[sessions["ext_user_id"] == "erin"].iloc[0]
+    assert (
+        pd.isna(erin["machine_name"])
+        and erin["total_kwh"] == 0
+        and erin["hostname"] == "172.16.100.99"
+    )
+    active = as_analyst(
+        warehouse_url, "SELECT ext_user_id, hostname FROM v_active_workspaces ORDER BY 1, 2"
+    )
+    assert active.values.tolist() == [
+        ["alice", "172.16.100.14"],
+        ["bob", "172.16.100.10"],
+        ["erin", "172.16.100.99"],
+    ]
+
+
+def documented_queries() -> dict[str, str]:
+    text = GUIDE.read_text()
+    return dict(re.findall(r"<!-- query: (\w+) -->\s*```sql\n(.*?)```", text, flags=re.S))
+
+
+def totals_of(frame: pd.DataFrame) -> dict[str, float]:
+    return {"total_kwh": frame["total_kwh"].sum(), "total_gco2eq": frame["total_gco2eq"].sum()}
+
+
+def check_my_footprint_last_month(got, host, fleet):
+    users = expected.user_usage(host, fleet.workspaces)
+    alice = users[users["ext_user_id"] == "alice"]
+    kwh = (alice["busy_kwh"] + alice["idle_kwh"]).sum()
+    grams = (alice["busy_gco2eq"] + alice["idle_gco2eq"]).sum()
+    (row,) = got.to_dict("records")
+    assert row["display_name"] == "Alice Archer" and row["estimated_hours"] == 0
+    assert row["total_kwh"] == pytest.approx(kwh, rel=REL)
+    assert row["total_kgco2eq"] == pytest.approx(grams / 1000, rel=REL)
+    assert row["busy_share_kwh"] == pytest.approx(alice["busy_kwh"].sum() / kwh, rel=REL)
+
+
+def check_top_groups_this_year(got, host, fleet):
+    want = host.groupby("group_name")["total_gco2eq"].sum().sort_values(ascending=False)
+    assert got["group_name"].tolist() == want.index.tolist()
+    assert got["total_gco2eq"].to_numpy(dtype=float) == pytest.approx(want.to_numpy(), rel=REL)
+
+
+def check_idle_share_per_machine(got, host, fleet):
+    sums = host.groupby("machine_name")[
+        ["idle_cpu_seconds_total", "busy_cpu_seconds_total", "idle_kwh", "total_kwh"]
+    ].sum()
+    share = sums["idle_cpu_seconds_total"] / (
+        sums["idle_cpu_seconds_total"] + sums["busy_cpu_seconds_total"]
+    )
+    got = got.set_index("machine_name")
+    assert list(got.index) == list(share.sort_values(ascending=False).index)
+    assert got["idle_share_cpu"].to_numpy(dtype=float) == pytest.approx(
+        share[got.index].to_numpy(), rel=REL
+    )
+    assert got["idle_kwh"].to_numpy(dtype=float) == pytest.approx(
+        sums.loc[got.index, "idle_kwh"].to_numpy(), rel=REL
+    )
+
+
+def check_project_heatmap(got, host, fleet):
+    assert len(got) == 365 and str(got["day"].iloc[-1]) == "2025-04-01"
+    idaas = host[host["cloud_project_name"] == "IDAaaS"]
+    per_day = idaas.groupby(idaas["timestamp_utc"].dt.date)["total_gco2eq"].sum()
+    nonzero = got[got["total_gco2eq"] > 0]
+    assert nonzero["day"].tolist() == list(per_day.index)
+    assert nonzero["total_gco2eq"].to_numpy(dtype=float) == pytest.approx(
+        per_day.to_numpy(), rel=REL
+    )
+
+
+def check_my_carbon_in_miles(got, host, fleet):
+    users = expected.user_usage(host, fleet.workspaces)
+    grams = (
+        users.loc[users["ext_user_id"] == "alice", ["busy_gco2eq", "idle_gco2eq"]].to_numpy().sum()
+    )
+    (row,) = got.to_dict("records")
+    assert row["miles_driven"] == pytest.approx(grams / 400.0, rel=REL)
+
+
+def check_idle_workspaces(got, host, fleet):
+    # At 2025-03-05T00:00 alice's idle host .14 and bob's half-busy .10 are held; only .14
+    # is at least 90% idle over the 7 days before.
+    idle_host = host[host["hostname"] == "172.16.100.14"]
+    (row,) = got.to_dict("records")
+    assert (row["user_name"], row["hostname"]) == ("Alice Archer", "172.16.100.14")
+    share = idle_host["idle_cpu_seconds_total"].sum() / (
+        idle_host["idle_cpu_seconds_total"].sum() + idle_host["busy_cpu_seconds_total"].sum()
+    )
+    assert row["idle_share_cpu_7d"] == pytest.approx(share, rel=REL)
+    assert row["idle_kwh_7d"] == pytest.approx(idle_host["idle_kwh"].sum(), rel=REL)
+    assert row["idle_kwh_30d"] == pytest.approx(idle_host["idle_kwh"].sum(), rel=REL)
+
+
+def check_project_by_month(got, host, fleet):
+    idaas = host[host["cloud_project_name"] == "IDAaaS"]
+    (row,) = got.to_dict("records")
+    assert str(row["month"]) == "2025-03-01"
+    assert row["total_kwh"] == pytest.approx(idaas["total_kwh"].sum(), rel=REL)
+    assert row["intensity_gco2eq_per_kwh"] == pytest.approx(
+        idaas["total_gco2eq"].sum() / idaas["total_kwh"].sum(), rel=REL
+    )
+
+
+CHECKS = {
+    "my_footprint_last_month": ("2025-04-01T00:00Z", check_my_footprint_last_month),
+    "top_groups_this_year": ("2025-04-01T00:00Z", check_top_groups_this_year),
+    "idle_share_per_machine": (None, check_idle_share_per_machine),
+    "project_heatmap": ("2025-04-01T00:00Z", check_project_heatmap),
+    "my_carbon_in_miles": (None, check_my_carbon_in_miles),
+    "idle_workspaces": ("2025-03-05T00:00Z", check_idle_workspaces),
+    "project_by_month": (None, check_project_by_month),
+}
+
+
+def test_every_documented_query_gives_the_right_numbers(warehouse_url, host, fleet):
+    queries = documented_queries()
+    assert set(queries) == set(CHECKS), "every query in the guide needs a check here, and back"
+    for name, query in queries.items():
+        now, check = CHECKS[name]
+        check(as_analyst(warehouse_url, query, now=now), host, fleet)
+
+
+def test_equivalencies_carry_units_and_sources(warehouse_url):
+    table = as_analyst(warehouse_url, "SELECT * FROM equivalency ORDER BY equivalency")
+    assert dict(zip(table["equivalency"], table["gco2eq_per_unit"], strict=True)) == {
+        "car_miles": 400.0,
+        "hd_streaming_hours": 55.0,
+        "litres_boiled": 70.0,
+        "smartphone_charges": 8.22,
+        "tree_days": 59.6,
+    }
+    assert table["unit"].str.len().min() > 0 and table["source"].str.len().min() > 0
+    got = as_analyst(warehouse_url, "SELECT equivalency, amount FROM equivalencies(822)").set_index(
+        "equivalency"
+    )
+    assert got.loc["smartphone_charges", "amount"] == pytest.approx(100.0)
+
+
+def test_the_analyst_role_reads_and_cannot_write_or_see_more(warehouse_url):
+    assert len(as_analyst(warehouse_url, "SELECT * FROM v_project_total")) == 3
+    refused = [
+        "INSERT INTO fact_usage_ada (timestamp_utc, busy_cpu_seconds_total, idle_cpu_seconds_total, busy_kwh, "
+        "idle_kwh, busy_gco2eq, idle_gco2eq) VALUES (now(), 0, 0, 0, 0, 0, 0)",
+        "UPDATE dim_user SET display_name = 'x'",
+        "DELETE FROM fact_usage_user",
+        "TRUNCATE equivalency",
+        "CREATE TABLE mine (x int)",
+        "SELECT * FROM schema_migrations",
+        "SELECT * FROM host_cpu_hourly",
+        "SELECT * FROM host_cpu_rejected",
+        "SELECT carbon_ensure_month_partitions('fact_usage_ada', now(), now() + interval '1 month')",
+    ]
+    for statement in refused:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            as_analyst(warehouse_url, statement)
+
+
+def test_every_view_and_column_is_documented(warehouse_url):
+    with psycopg.connect(warehouse_url) as conn:
+        missing = conn.execute(
+            """
+            SELECT c.relname || coalesce('.' || a.attname, '')
+            FROM pg_class c
+            JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+            LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+            WHERE c.relkind IN ('v', 'r', 'p') AND NOT c.relispartition
+              AND has_table_privilege('carbon_analyst', c.oid, 'SELECT')
+              AND (obj_description(c.oid, 'pg_class') IS NULL
+                   OR (a.attname IS NOT NULL AND col_description(c.oid, a.attnum) IS NULL))
+            """
+        ).fetchall()
+    assert missing == []
+
+
+def test_a_month_of_one_project_reads_one_partition(warehouse_url):
+    with psycopg.connect(warehouse_url) as conn:
+        # A longer history: months before and after the data exist too.
+        conn.execute(
+            "SELECT carbon_ensure_month_partitions('fact_usage_project', '2025-01-01', '2025-07-01')"
+        )
+        conn.commit()
+    for query in (
+        "SELECT * FROM usage_between('project', '2025-03-01', '2025-04-01') WHERE scope_name = 'IDAaaS'",
+        "SELECT sum(busy_kwh) FROM fact_usage_project WHERE project_id = 1 "
+        "AND timestamp_utc >= '2025-03-01' AND timestamp_utc < '2025-04-01'",
+    ):
+        plan = as_analyst(warehouse_url, f"EXPLAIN (FORMAT JSON) {query}").iloc[0, 0]
+        relations = set(re.findall(r'"Relation Name": "([^"]+)"', json.dumps(plan)))
+        facts = {r for r in relations if r.startswith("fact_")}
+        assert facts == {"fact_usage_project_y2025m03"}, (query, relations)
+
+
+def test_heatmap_covers_every_entity_for_a_year(warehouse_url):
+    rows = as_analyst(
+        warehouse_url,
+        "SELECT scope, scope_name, count(*) AS days, sum(total_kwh) AS kwh FROM v_usage_heatmap "
+        "GROUP BY 1, 2",
+        now="2025-06-30T12:00Z",
+    )
+    assert set(rows["days"]) == {365}
+    ada = rows[rows["scope"] == "ada"].iloc[0]
+    assert (
+        ada["kwh"] > 0 and len(rows) == 1 + 3 + 4 + 4 + 5
+    )  # ada, projects, machines, groups, users
+    later = as_analyst(
+        warehouse_url, "SELECT sum(total_kwh) AS kwh FROM v_usage_heatmap", now="2026-06-30T00:00Z"
+    )
+    assert later["kwh"].iloc[0] == 0  # a year later the March 2025 data has left the window

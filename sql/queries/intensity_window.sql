@@ -1,0 +1,8 @@
+-- Hourly intensity of [%(start)s, %(end)s).
+SELECT
+  extract(epoch FROM timestamp_utc)::bigint AS timestamp_epoch,
+  intensity_gco2eq_per_kwh,
+  intensity_source
+FROM carbon_intensity_hourly
+WHERE timestamp_utc >= %(start)s AND timestamp_utc < %(end)s
+ORDER BY timestamp_utc

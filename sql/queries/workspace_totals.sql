@@ -1,0 +1,30 @@
+-- Recompute what sessions accumulated, from every hour stored for them: the sessions %(ids)s
+-- written now, and every session whose time overlaps the window [%(start)s, %(end)s) (a
+-- workspace gone from the registry, or moved, lost its hours of the window).
+WITH sessions AS (
+  SELECT unnest(%(ids)s::bigint[]) AS id
+  UNION
+  SELECT workspace_session_id FROM workspace_session
+  WHERE started_at < %(end)s AND (ended_at IS NULL OR ended_at > %(start)s)
+),
+sums AS (
+  SELECT s.id,
+         coalesce(sum(f.busy_cpu_seconds_total), 0) AS busy_cpu_seconds_total,
+         coalesce(sum(f.idle_cpu_seconds_total), 0) AS idle_cpu_seconds_total,
+         coalesce(sum(f.busy_kwh), 0) AS busy_kwh,
+         coalesce(sum(f.idle_kwh), 0) AS idle_kwh,
+         coalesce(sum(f.busy_gco2eq), 0) AS busy_gco2eq,
+         coalesce(sum(f.idle_gco2eq), 0) AS idle_gco2eq
+  FROM sessions s
+  LEFT JOIN fact_usage_workspace f ON f.workspace_session_id = s.id
+  GROUP BY s.id
+)
+UPDATE workspace_session w
+SET busy_cpu_seconds_total = sums.busy_cpu_seconds_total,
+    idle_cpu_seconds_total = sums.idle_cpu_seconds_total,
+    busy_kwh = sums.busy_kwh,
+    idle_kwh = sums.idle_kwh,
+    busy_gco2eq = sums.busy_gco2eq,
+    idle_gco2eq = sums.idle_gco2eq
+FROM sums
+WHERE w.workspace_session_id = sums.id
