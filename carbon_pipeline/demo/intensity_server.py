@@ -99,6 +99,7 @@ class IntensityServer:
         # Requests overlapping this [start, end) window fail with a 500 (None: none do).
         self.failing_window: tuple[datetime, datetime] | None = None
         self.requests: list[str] = []
+        self.lock = threading.Lock()  # handler threads share fail_next
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -132,15 +133,18 @@ class IntensityServer:
         self.httpd.server_close()
 
     def answer(self, path: str) -> tuple[int, object]:
-        time.sleep(self.delay_seconds)
-        if self.fault == "500":
+        # Every fault is decided as the request arrives: a request still sleeping when a
+        # test changes the faults must not take the next test's.
+        with self.lock:
+            fault, fail_once = self.fault, self.fail_next > 0
+            if fail_once:
+                self.fail_next -= 1
+        time.sleep(self.delay_seconds + (self.hang_seconds if fault == "hang" else 0.0))
+        if fault == "500":
             return 500, {"error": {"code": "500 Internal Server Error", "message": "injected"}}
-        if self.fault == "garbage":
+        if fault == "garbage":
             return 200, b"<html>not json"
-        if self.fault == "hang":
-            time.sleep(self.hang_seconds)
-        if self.fail_next > 0:
-            self.fail_next -= 1
+        if fail_once:
             return 500, {"error": {"code": "500 Internal Server Error", "message": "injected once"}}
         parts = path.strip("/").split("/")
         if len(parts) != 3 or parts[0] != "intensity":
