@@ -136,7 +136,7 @@ class IntensityServer:
         # Every fault is decided as the request arrives: a request still sleeping when a
         # test changes the faults must not take the next test's.
         with self.lock:
-            fault, fail_once = self.fault, self.fail_next > 0
+            fault, fail_once, failing = self.fault, self.fail_next > 0, self.failing_window
             if fail_once:
                 self.fail_next -= 1
         time.sleep(self.delay_seconds + (self.hang_seconds if fault == "hang" else 0.0))
@@ -153,7 +153,7 @@ class IntensityServer:
             start, end = _parse(parts[1]), _parse(parts[2])
         except ValueError as exc:
             return 400, {"error": {"code": "400 Bad Request", "message": f"bad date {exc}"}}
-        if self.failing_window and start < self.failing_window[1] and end > self.failing_window[0]:
+        if failing and start < failing[1] and end > failing[0]:
             return 500, {"error": {"code": "500 Internal Server Error", "message": "injected"}}
         if end - start > timedelta(days=MAX_DAYS):
             return 400, {
