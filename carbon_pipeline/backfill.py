@@ -16,6 +16,12 @@ from carbon_pipeline.times import chunks, whole_hours
 log = logging.getLogger(__name__)
 PARTITION_KEY_FORMAT = "%Y-%m-%d-%H:%M"
 BACKFILL_TAG = "carbon-pipeline/backfill"
+# Where a backfill may start: every stage, or re-deriving from the stored sources.
+STAGES = {
+    "sources": ["host_cpu_seconds", "carbon_intensity", "host_usage", "usage_facts"],
+    "usage": ["host_usage", "usage_facts"],
+    "facts": ["usage_facts"],
+}
 
 
 class RangeError(ValueError):
@@ -67,16 +73,22 @@ def backfill(
     instance: dg.DagsterInstance,
     job: dg.JobDefinition | None = None,
     hours_per_run: int = HOURS_PER_RUN,
+    from_stage: str = "sources",
+    tags: dict[str, str] | None = None,
 ) -> list[ChunkResult]:
     """One in-process run per `hours_per_run` hours of [start, end), recorded in `instance`
     (visible in the UI under Runs, tagged with one backfill id). Stops at the first failed
     chunk: chunks before it are committed, the failed one is untouched, and re-running the
-    same range (or just the failed chunk) completes it."""
+    same range (or just the failed chunk) completes it. `from_stage` "usage" or "facts"
+    re-derives from the stored sources without asking Prometheus or the API."""
+    if from_stage not in STAGES:
+        raise RangeError(f"--from must be one of {', '.join(STAGES)}, got {from_stage!r}")
     check_range(start, end)
     if job is None:
         from carbon_pipeline.definitions import defs
 
         job = defs.resolve_job_def("hourly_carbon_job")
+    selection = None if from_stage == "sources" else [dg.AssetKey(a) for a in STAGES[from_stage]]
     backfill_id = uuid.uuid4().hex[:8]
     results = []
     total = (end - start) / timedelta(hours=1)
@@ -85,7 +97,8 @@ def backfill(
         began = time.monotonic()
         result = job.execute_in_process(
             instance=instance,
-            tags={**range_tags(chunk_start, chunk_end), BACKFILL_TAG: backfill_id},
+            tags={**(tags or {}), **range_tags(chunk_start, chunk_end), BACKFILL_TAG: backfill_id},
+            asset_selection=selection,
             raise_on_error=False,
         )
         results.append(

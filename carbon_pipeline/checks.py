@@ -11,6 +11,7 @@ from carbon_pipeline.schemas import CPU_SECONDS_TOLERANCE
 
 CONSERVATION = "conservation"
 COMPLETENESS = "completeness"
+COVERAGE = "coverage"
 FRESHNESS = "freshness"
 INTENSITY_PROVENANCE = "intensity_provenance"
 
@@ -58,3 +59,24 @@ def describe_rejections(rejected: pd.DataFrame, limit: int = 5) -> str:
     ]
     more = f" and {len(rejected) - limit} more" if len(rejected) > limit else ""
     return "; ".join(examples) + more
+
+
+def describe_gaps(gaps: pd.DataFrame, limit: int = 5) -> str:
+    """A short account of gaps for logs and check metadata."""
+    hosts = gaps[gaps["hostname"] != "*"]
+    hours = gaps[gaps["hostname"] == "*"]
+    parts = []
+    if len(hosts):
+        examples = "; ".join(
+            f"{r.hostname} at {r.timestamp_utc:%Y-%m-%dT%H:%MZ}: {r.reason}"
+            for r in hosts.head(limit).itertuples()
+        )
+        parts.append(
+            f"{len(hosts)} host-hour(s) with no data although the host was up ({examples})"
+        )
+    if len(hours):
+        examples = "; ".join(
+            f"{r.timestamp_utc:%Y-%m-%dT%H:%MZ}: {r.reason}" for r in hours.head(limit).itertuples()
+        )
+        parts.append(f"{len(hours)} hour(s) with no or partial data ({examples})")
+    return "; ".join(parts)

@@ -13,6 +13,7 @@ def _backfill(args: argparse.Namespace) -> int:
     # Imported here: the partitions read CARBON_PIPELINE_START when first imported.
     from dagster import DagsterInstance
 
+    from carbon_pipeline.assets.common import REPLACE_SOURCES_TAG
     from carbon_pipeline.backfill import RangeError, backfill
     from carbon_pipeline.partitions import HOURS_PER_RUN
     from carbon_pipeline.times import parse_utc
@@ -23,6 +24,9 @@ def _backfill(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.replace_sources and args.from_stage != "sources":
+        print("error: --replace-sources needs the sources stage (drop --from)", file=sys.stderr)
+        return 2
     try:
         start, end = parse_utc(args.start), parse_utc(args.end)
         results = backfill(
@@ -30,6 +34,8 @@ def _backfill(args: argparse.Namespace) -> int:
             end,
             instance=DagsterInstance.get(),
             hours_per_run=HOURS_PER_RUN if args.hours_per_run is None else args.hours_per_run,
+            from_stage=args.from_stage,
+            tags={REPLACE_SOURCES_TAG: "true"} if args.replace_sources else None,
         )
     except (RangeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -92,6 +98,22 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="hours per Dagster run (default CARBON_PIPELINE_BACKFILL_HOURS_PER_RUN or 744)",
+    )
+    backfill.add_argument(
+        "--from",
+        dest="from_stage",
+        choices=["sources", "usage", "facts"],
+        default="sources",
+        help="first stage to run: sources (everything, the default), usage (re-derive host "
+        "usage and facts from the stored sources: a new power model) or facts (re-attribute "
+        "from the stored host usage: a registry correction); the later two never ask "
+        "Prometheus or the API",
+    )
+    backfill.add_argument(
+        "--replace-sources",
+        action="store_true",
+        help="replace the stored host-hours of the range with what Prometheus answers now, "
+        "deleting those it no longer has (by default they are kept)",
     )
     backfill.set_defaults(func=_backfill)
 

@@ -42,6 +42,17 @@ HOST_CPU_REJECTED = TableSpec(
     ),
 )
 
+HOST_CPU_GAPS = TableSpec(
+    "host_cpu_gaps",
+    (
+        ("timestamp_utc", "timestamptz"),
+        ("hostname", "text"),
+        ("cloud_project_name", "text"),
+        ("machine_name", "text"),
+        ("reason", "text"),
+    ),
+)
+
 FACT_USAGE_INSTANCE = TableSpec(
     "fact_usage_instance",
     (

@@ -141,7 +141,7 @@ def measure_floor(args) -> dict:
     for chunk_start, chunk_end in chunks(start, end, args.chunk_hours):
         for query in prometheus.queries().values():
             points += sum(
-                len(s["values"]) for s in prometheus.query_range(query, chunk_start, chunk_end)
+                len(s["values"]) for s in prometheus.query_range(query, chunk_start, chunk_end)[0]
             )
     prometheus_seconds = time.perf_counter() - began
 

@@ -4,6 +4,8 @@ fleet's history, a local Carbon Intensity API, and the registry through mongomoc
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -143,3 +145,30 @@ def read_table(database_url: str, query: str, params=None) -> pd.DataFrame:
         cur.execute(query, params)
         columns = [d.name for d in cur.description]
         return pd.DataFrame(cur.fetchall(), columns=columns)
+
+
+@pytest.fixture
+def pipeline_env(resources, tmp_path, monkeypatch):
+    """The environment a deployment sets, pointing at the test services."""
+    registry = resources["registry"]
+    env = {
+        "DATABASE_URL": resources["warehouse"].database_url,
+        "PROMETHEUS_URL": resources["prometheus"].prometheus_url,
+        "CARBON_INTENSITY_API_URL": resources["carbon_intensity_api"].api_url,
+        "MONGO_URI": registry.mongo_uri,
+        "MONGO_DATABASE": registry.database,
+        "MONGO_SEED_DIR": registry.seed_dir,
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "CARBON_PIPELINE_ASSET_RETRIES": "0",
+    }
+    Path(env["DAGSTER_HOME"]).mkdir()
+    (Path(env["DAGSTER_HOME"]) / "dagster.yaml").touch()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """The installed command, in a fresh process that reads the environment like a deployment."""
+    command = str(Path(sys.executable).parent / "carbon-pipeline")
+    return subprocess.run([command, *args], capture_output=True, text=True, timeout=600)

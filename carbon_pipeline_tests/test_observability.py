@@ -10,7 +10,7 @@ from carbon_pipeline_tests.conftest import materialize_range
 from carbon_pipeline_tests.fleet_spec import t
 
 EXPECTED_CHECKS = {
-    "host_cpu_seconds": {"completeness"},
+    "host_cpu_seconds": {"completeness", "coverage"},
     "carbon_intensity": {"intensity_provenance"},
     "host_usage": set(),
     "usage_facts": {"conservation", "freshness"},
@@ -54,6 +54,7 @@ def test_materialisations_carry_plottable_metadata(resources):
     evaluations = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     assert {e.asset_check_evaluation_data.check_name for e in evaluations} == {
         "completeness",
+        "coverage",
         "intensity_provenance",
         "conservation",
         "freshness",

@@ -20,7 +20,11 @@ from carbon_pipeline.demo.fleet import Fleet, FleetHost
 from carbon_pipeline.demo.intensity_server import NESO_2023, IntensityServer, neso_periods
 from carbon_pipeline.demo.loader import load_history
 from carbon_pipeline.demo.prometheus_server import PrometheusServer
-from carbon_pipeline.resources import CarbonIntensityResource, PrometheusResource
+from carbon_pipeline.resources import (
+    CarbonIntensityResource,
+    PrometheusResource,
+    WarehouseResource,
+)
 from carbon_pipeline.resources.prometheus import PrometheusError
 from carbon_pipeline.sensors import improvable_hours, intensity_actuals_sensor
 from carbon_pipeline_tests.conftest import materialize_range, read_table
@@ -240,7 +244,7 @@ def test_impossible_numbers_are_quarantined_and_flagged(
     [("500", "HTTP 500"), ("garbage", "non-JSON body"), ("hang", "unreachable")],
 )
 def test_intensity_api_failures_fail_the_window_or_fall_back(
-    resources, intensity_server, database_url, fault, message, monkeypatch
+    resources, intensity_server, database_url, create_database, fault, message, monkeypatch
 ):
     assert materialize_range(resources, START, END).success
     clean = snapshot(database_url)
@@ -252,6 +256,11 @@ def test_intensity_api_failures_fail_the_window_or_fall_back(
     }
     strict = CarbonIntensityResource(**settings, on_missing="fail")
     lenient = CarbonIntensityResource(**settings, on_missing="fallback")
+    # A warehouse that holds nothing for the window yet (a stored intensity is never
+    # replaced by the fallback: see test_record).
+    fresh_url = create_database()
+    fresh = {**resources, "warehouse": WarehouseResource(database_url=fresh_url)}
+    fresh["warehouse"].migrate()
     intensity_server.fault, intensity_server.hang_seconds = fault, 3
     try:
         result = materialize_range(
@@ -261,19 +270,19 @@ def test_intensity_api_failures_fail_the_window_or_fall_back(
         assert message in failure_message(result)
         assert_same(clean, snapshot(database_url))
 
-        result = materialize_range({**resources, "carbon_intensity_api": lenient}, START, END)
+        result = materialize_range({**fresh, "carbon_intensity_api": lenient}, START, END)
         assert result.success
     finally:
         intensity_server.fault = None
     hours = read_table(
-        database_url,
+        fresh_url,
         "SELECT intensity_gco2eq_per_kwh, intensity_source FROM carbon_intensity_hourly",
     )
     assert set(hours["intensity_source"]) == {"fallback"} and set(
         hours["intensity_gco2eq_per_kwh"]
     ) == {200.0}
     facts = read_table(
-        database_url, "SELECT intensity_source, busy_kwh, busy_gco2eq FROM fact_usage_user"
+        fresh_url, "SELECT intensity_source, busy_kwh, busy_gco2eq FROM fact_usage_user"
     )
     assert set(facts["intensity_source"]) == {"fallback"}
     assert facts["busy_gco2eq"].to_numpy() == pytest.approx(
@@ -281,16 +290,16 @@ def test_intensity_api_failures_fail_the_window_or_fall_back(
     )
 
     # Once the API answers again the sensor finds every estimated hour and asks for exactly
-    # their re-materialisation; running what it asks for restores the clean tables.
-    api = resources["carbon_intensity_api"]
+    # their re-materialisation; running what it asks for gives the clean tables.
+    api = fresh["carbon_intensity_api"]
     now = END + timedelta(hours=3)
-    assert improvable_hours(resources["warehouse"], api, now, lookback_days=7) == list(
+    assert improvable_hours(fresh["warehouse"], api, now, lookback_days=7) == list(
         pd.date_range(START, END, freq="h", inclusive="left")
     )
     monkeypatch.setenv("CARBON_INTENSITY_RECHECK_DAYS", "3650")  # the test's hours are old
     requests = intensity_actuals_sensor(
         dg.build_sensor_context(
-            resources={"warehouse": resources["warehouse"], "carbon_intensity_api": api}
+            resources={"warehouse": fresh["warehouse"], "carbon_intensity_api": api}
         )
     )
     (request,) = requests
@@ -302,9 +311,9 @@ def test_intensity_api_failures_fail_the_window_or_fall_back(
         "usage_facts",
     ]
     assert dg.materialize(
-        ASSETS, resources=resources, tags=request.tags, selection=request.asset_selection
+        ASSETS, resources=fresh, tags=request.tags, selection=request.asset_selection
     ).success
-    assert_same(clean, snapshot(database_url))
+    assert_same(clean, snapshot(fresh_url))
 
 
 def test_a_flaky_api_is_retried_by_the_asset_retry_policy(resources, intensity_server):
@@ -478,7 +487,7 @@ def test_a_failed_request_costs_only_its_own_hours(resources, intensity_server, 
     assert set(hours.loc[day == 4, "intensity_source"]) == {"fallback"}
 
 
-def test_a_workspace_gone_from_the_registry_loses_its_hours(
+def test_a_workspace_corrected_off_its_host_loses_its_hours(
     resources, registry_seed, fleet, tmp_path, database_url
 ):
     from carbon_pipeline.demo.loader import write_registry_seed
@@ -487,8 +496,9 @@ def test_a_workspace_gone_from_the_registry_loses_its_hours(
     assert materialize_range(resources, START, END).success
     bob = "SELECT busy_kwh FROM workspace_session s JOIN dim_user u USING (user_id) WHERE ext_user_id = 'bob'"
     assert read_table(database_url, bob)["busy_kwh"].iloc[0] > 0
-    # Bob's workspace is removed from the registry (the others keep their ids): re-running
-    # the window takes its hours away from his session, and from him.
+    # Bob's workspace document is corrected: it never held a host (the others keep their
+    # ids). Re-running the window takes its hours away from his session, and from him. (A
+    # workspace purged from the registry keeps its history: see test_record.)
     corrected = Fleet(
         fleet.hosts,
         workspaces=[

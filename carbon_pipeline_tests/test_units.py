@@ -167,3 +167,127 @@ def test_power_model_file_overrides_and_rejects_bad_values(tmp_path):
         PowerModelResource(overrides_file=str(missing)).watts_for(pd.Series(["Muon"]))
     with pytest.raises(PowerModelError, match="idle watts per core"):
         PowerModelResource(idle_watts_per_core=-1).watts_for(pd.Series(["Muon"]))
+
+
+# ---- the record: merging answers, finding gaps ------------------------------------------
+
+
+def host_hours(rows, rejected: bool = False) -> pd.DataFrame:
+    columns = [
+        "timestamp_utc",
+        "hostname",
+        "cloud_project_name",
+        "machine_name",
+        "cpu_count",
+        "busy_cpu_seconds_total",
+        "idle_cpu_seconds_total",
+    ]
+    frame = pd.DataFrame(rows, columns=columns + (["reason"] if rejected else []))
+    frame["timestamp_utc"] = utc_ns(frame["timestamp_utc"])
+    return frame
+
+
+def test_a_new_answer_adds_and_corrects_but_never_takes_away():
+    from carbon_pipeline.captured import merge_host_cpu
+
+    stored = host_hours(
+        [
+            (at(0), "a", "P", "M", 2, 100.0, 200.0),
+            (at(0), "b", "P", "M", 2, 10.0, 20.0),
+            (at(1), "a", "P", "M", 2, 1.0, 2.0),
+            (at(1), "gone", "P", "M", 1, 5.0, 5.0),
+        ]
+    )
+    stored_rejected = host_hours([(at(1), "bad", "P", "M", 1, -1.0, 5.0, "negative")], True)
+    answer = host_hours(
+        [
+            (at(0), "a", "P", "M", 2, 100.0, 200.0),  # the same
+            (at(0), "b", "P", "M", 2, 11.0, 20.0),  # corrected
+            (at(1), "c", "P", "M", 1, 5.0, 5.0),  # new
+            (at(1), "bad", "P", "M", 1, 1.0, 5.0),  # now plausible
+        ]
+    )
+    answer_rejected = host_hours([(at(1), "a", "P", "M", 2, np.nan, 2.0, "NaN")], True)
+    kept, rejected, counts = merge_host_cpu(stored, stored_rejected, answer, answer_rejected)
+    got = {(r.timestamp_utc, r.hostname): r.busy_cpu_seconds_total for r in kept.itertuples()}
+    assert got == {
+        (pd.Timestamp(at(0)), "a"): 100.0,
+        (pd.Timestamp(at(0)), "b"): 11.0,
+        (pd.Timestamp(at(1)), "a"): 1.0,  # a plausible value outlives an implausible answer
+        (pd.Timestamp(at(1)), "gone"): 5.0,  # kept though the answer no longer has it
+        (pd.Timestamp(at(1)), "c"): 5.0,
+        (pd.Timestamp(at(1)), "bad"): 1.0,
+    }
+    assert rejected.empty
+    assert (counts.answered, counts.added, counts.changed) == (5, 2, 1)
+    assert (counts.kept_missing, counts.kept_over_implausible, counts.deleted) == (1, 1, 0)
+
+    kept, rejected, counts = merge_host_cpu(
+        stored, stored_rejected, answer, answer_rejected, replace=True
+    )
+    assert len(kept) == 4 and len(rejected) == 1 and counts.deleted == 1
+
+
+def test_an_hours_intensity_is_only_replaced_by_as_good_or_better():
+    from carbon_pipeline.captured import merge_intensity
+
+    def hours(rows):
+        frame = pd.DataFrame(
+            rows, columns=["timestamp_utc", "intensity_gco2eq_per_kwh", "intensity_source"]
+        )
+        frame["timestamp_utc"] = utc_ns(frame["timestamp_utc"])
+        return frame
+
+    stored = hours([(at(0), 150.0, "actual"), (at(1), 160.0, "forecast"), (at(2), 170.0, "actual")])
+    answer = hours([(at(0), 200.0, "fallback"), (at(1), 161.0, "actual"), (at(2), 171.0, "actual")])
+    merged, counts = merge_intensity(stored, answer)
+    assert merged.values.tolist() == [
+        [pd.Timestamp(at(0)), 150.0, "actual"],
+        [pd.Timestamp(at(1)), 161.0, "actual"],
+        [pd.Timestamp(at(2)), 171.0, "actual"],
+    ]
+    assert (counts.kept_better, counts.upgraded, counts.changed) == (1, 1, 1)
+
+
+def test_gaps_are_hosts_up_without_data_and_hours_without_hosts():
+    from carbon_pipeline.coverage import Coverage
+
+    coverage = Coverage(at(0), at(4))
+    # a reports at 0 and 3 (not 1, 2); b at 0 only; nobody at 1 and 2.
+    coverage.reported(
+        host_hours(
+            [
+                (at(0), "a", "P", "M", 1, 1.0, 1.0),
+                (at(3), "a", "P", "M", 1, 1.0, 1.0),
+                (at(0), "b", "P", "M", 1, 1.0, 1.0),
+            ]
+        )
+    )
+    coverage.warned(["partial"], at(3), at(4))
+    holdings = pd.DataFrame(
+        {
+            "hostname": ["b", "z"],
+            # b held from 00:30 on; z (never reported) for two minutes across 03:00.
+            "held_from": utc_ns([at(0.5), at(2 + 59 / 60)]),
+            "held_until": utc_ns([None, at(3 + 1 / 60)]),
+        }
+    )
+    gaps = coverage.gaps(holdings)
+    got = {(r.timestamp_utc.hour, r.hostname, r.reason) for r in gaps.itertuples()}
+    held, between = (
+        "held by a workspace but not reported",
+        "not reported, though it reported before and after",
+    )
+    assert got == {
+        (1, "*", "no host reported"),
+        (2, "*", "no host reported"),
+        (3, "*", "Prometheus warned: partial"),
+        (1, "a", between),
+        (2, "a", between),
+        (1, "b", held),
+        (2, "b", held),
+        (3, "b", held),
+        (2, "z", held),
+        (3, "z", held),
+    }
+    assert set(gaps.loc[gaps["hostname"] == "a", "cloud_project_name"]) == {"P"}

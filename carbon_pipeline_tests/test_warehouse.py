@@ -255,6 +255,21 @@ def check_project_by_month(got, host, fleet):
     )
 
 
+def check_no_usage_or_no_data(got, host, fleet):
+    # Erin's workspace holds host .99 all along, which never reported: one host missing in
+    # every hour; every other host that was up reported.
+    per_day = host.groupby(host["timestamp_utc"].dt.date)["total_kwh"].sum()
+    assert got["day"].tolist() == list(per_day.index)
+    assert got["total_kwh"].to_numpy(dtype=float) == pytest.approx(per_day.to_numpy(), rel=REL)
+    assert got[
+        ["hours", "hours_complete", "hours_partial", "hours_without_data"]
+    ].values.tolist() == [
+        [24, 0, 24, 0],
+        [24, 0, 24, 0],
+    ]
+    assert got["host_hours_missing"].tolist() == [24, 24]
+
+
 CHECKS = {
     "my_footprint_last_month": ("2025-04-01T00:00Z", check_my_footprint_last_month),
     "top_groups_this_year": ("2025-04-01T00:00Z", check_top_groups_this_year),
@@ -263,6 +278,7 @@ CHECKS = {
     "my_carbon_in_miles": (None, check_my_carbon_in_miles),
     "idle_workspaces": ("2025-03-05T00:00Z", check_idle_workspaces),
     "project_by_month": (None, check_project_by_month),
+    "no_usage_or_no_data": (None, check_no_usage_or_no_data),
 }
 
 

@@ -21,6 +21,15 @@ STAGE_DEFAULTS = {
 }
 
 
+# A run with this tag set to "true" replaces the stored host-hours of its window with what
+# Prometheus answers now, deleting those it no longer has (see carbon_pipeline.captured).
+REPLACE_SOURCES_TAG = "carbon-pipeline/replace-sources"
+
+
+def replace_sources(context: dg.AssetExecutionContext) -> bool:
+    return context.run.tags.get(REPLACE_SOURCES_TAG, "").lower() in ("true", "1", "yes")
+
+
 def window(context: dg.AssetExecutionContext) -> tuple[datetime, datetime]:
     """[start, end) of the partitions this run materialises: one hour or a whole range."""
     time_window = context.partition_time_window

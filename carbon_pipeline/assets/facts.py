@@ -8,16 +8,16 @@ import pandas as pd
 from psycopg.types.json import Jsonb
 
 from carbon_pipeline.assets.common import STAGE_DEFAULTS, Progress, window
-from carbon_pipeline.assets.usage import host_usage, read_window
+from carbon_pipeline.assets.usage import host_usage
 from carbon_pipeline.attribution import (
     SCOPE_KEYS,
     UNATTRIBUTED,
-    holding_intervals,
     hourly_shares,
     scope_facts,
     workspace_usage,
 )
 from carbon_pipeline.checks import CONSERVATION, FRESHNESS, conservation_gaps
+from carbon_pipeline.holdings import holdings
 from carbon_pipeline.resources import PipelineSettings, RegistryResource, WarehouseResource
 from carbon_pipeline.resources.warehouse import dimension_ids, ids_of, load_query
 from carbon_pipeline.schemas import (
@@ -79,10 +79,9 @@ def usage_facts(
     # so this stage's runs take turns (the other stages run windows in parallel).
     with warehouse.replace_window(start, end, specs, serialise_all_windows=True) as writer:
         for chunk_start, chunk_end in chunks(start, end, settings.chunk_hours):
-            usage = read_window(warehouse, "host_usage_window", chunk_start, chunk_end)
-            workspaces = registry.workspaces_overlapping(chunk_start, chunk_end)
+            usage = warehouse.read_window("host_usage_window", chunk_start, chunk_end)
+            intervals = holdings(registry, warehouse, chunk_start, chunk_end)
             with phase("transform"):
-                intervals = holding_intervals(workspaces)
                 shares = hourly_shares(intervals, chunk_start, chunk_end)
                 facts = scope_facts(usage, shares)
                 facts = {
@@ -154,12 +153,14 @@ def _dimension_ids(conn, registry: RegistryResource, facts, intervals) -> dict[s
     users = pd.DataFrame({"ext_user_id": owners}).merge(
         names, left_on="ext_user_id", right_on="platform_name", how="left"
     )
+    named = users["display_name"].notna()
+    # A user the registry has a name for gets it; one it no longer has keeps the stored name.
     user_ids = dimension_ids(
         conn,
         "dim_user",
         "ext_user_id",
         "user_id",
-        users[["ext_user_id", "display_name"]],
+        users.loc[named, ["ext_user_id", "display_name"]],
         ["display_name"],
     )
     user_ids.update(
@@ -168,7 +169,9 @@ def _dimension_ids(conn, registry: RegistryResource, facts, intervals) -> dict[s
             "dim_user",
             "ext_user_id",
             "user_id",
-            pd.DataFrame({"ext_user_id": [UNATTRIBUTED]}),
+            pd.concat(
+                [users.loc[~named, ["ext_user_id"]], pd.DataFrame({"ext_user_id": [UNATTRIBUTED]})]
+            ),
         )
     )
     _enrich_groups(conn, registry.groups(facts["group"]["group_name"].drop_duplicates().tolist()))

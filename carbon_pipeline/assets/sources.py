@@ -3,22 +3,38 @@
 import dagster as dg
 import pandas as pd
 
-from carbon_pipeline.assets.common import STAGE_DEFAULTS, Progress, window
+from carbon_pipeline.assets.common import STAGE_DEFAULTS, Progress, replace_sources, window
+from carbon_pipeline.captured import (
+    HostMerge,
+    describe_host_merge,
+    merge_host_cpu,
+    merge_intensity,
+)
 from carbon_pipeline.checks import (
     COMPLETENESS,
+    COVERAGE,
     INTENSITY_PROVENANCE,
+    describe_gaps,
     describe_rejections,
     split_implausible,
 )
+from carbon_pipeline.coverage import LOOKAROUND, WHOLE_HOUR, Coverage
+from carbon_pipeline.holdings import holdings
 from carbon_pipeline.intensity import hourly_intensity
 from carbon_pipeline.resources import (
     CarbonIntensityResource,
     PipelineSettings,
     PrometheusResource,
+    RegistryResource,
     WarehouseResource,
 )
 from carbon_pipeline.schemas import HOST_CPU_SCHEMA, INTENSITY_SCHEMA, column_schema, validate
-from carbon_pipeline.tables import CARBON_INTENSITY_HOURLY, HOST_CPU_HOURLY, HOST_CPU_REJECTED
+from carbon_pipeline.tables import (
+    CARBON_INTENSITY_HOURLY,
+    HOST_CPU_GAPS,
+    HOST_CPU_HOURLY,
+    HOST_CPU_REJECTED,
+)
 from carbon_pipeline.times import chunks
 from carbon_pipeline.timing import phase
 
@@ -36,30 +52,61 @@ from carbon_pipeline.timing import phase
                 "Every host-hour Prometheus reported is stored: none had impossible numbers "
                 "(not finite, negative, over capacity) and had to be quarantined."
             ),
-        )
+        ),
+        dg.AssetCheckSpec(
+            COVERAGE,
+            asset="host_cpu_seconds",
+            description=(
+                "No gaps: every host known to be up (held by a workspace, or reporting before "
+                "and after) has data for every hour, every hour has a host, and Prometheus "
+                "gave no warning of partial data. Gaps are listed in host_cpu_gaps."
+            ),
+        ),
     ],
 )
 def host_cpu_seconds(
     context: dg.AssetExecutionContext,
     prometheus: PrometheusResource,
+    registry: RegistryResource,
     warehouse: WarehouseResource,
     settings: PipelineSettings,
 ) -> dg.MaterializeResult:
     """Busy and idle CPU seconds of every host in every hour (table `host_cpu_hourly`):
     `increase(node_cpu_seconds_total[1h])` at the end of the hour, summed per host over its
-    cpus and modes, hosts under their normalised identity. Host-hours with impossible
-    numbers go to `host_cpu_rejected` with the reason, and the completeness check fails."""
+    cpus and modes, hosts under their normalised identity. This is the record of what
+    Prometheus said: a new answer adds and corrects host-hours but never deletes stored ones
+    it no longer has (retention). Host-hours with impossible numbers go to
+    `host_cpu_rejected`; hosts known to be up without data go to `host_cpu_gaps`."""
     start, end = window(context)
+    replace = replace_sources(context)
     progress = Progress(context, start, end)
+    coverage = Coverage(start, end)
+    coverage.reported(warehouse.read_window("host_cpu_presence", start - LOOKAROUND, start))
+    coverage.reported(warehouse.read_window("host_cpu_presence", end, end + LOOKAROUND))
+    merged = HostMerge()
     hosts: set[str] = set()
     busy = idle = 0.0
-    rejected_parts = []
-    with warehouse.replace_window(start, end, [HOST_CPU_HOURLY, HOST_CPU_REJECTED]) as writer:
+    rejected_parts, warnings = [], []
+    specs = [HOST_CPU_HOURLY, HOST_CPU_REJECTED, HOST_CPU_GAPS]
+    with warehouse.replace_window(start, end, specs) as writer:
         for chunk_start, chunk_end in chunks(start, end, settings.chunk_hours):
-            frame = prometheus.host_cpu_seconds(chunk_start, chunk_end)
+            answer, said = prometheus.host_cpu_seconds(chunk_start, chunk_end)
+            coverage.warned(said, chunk_start, chunk_end)
+            warnings += [w for w in said if w not in warnings]
+            # What the record holds now (committed: this transaction's delete is not seen).
+            stored = warehouse.read_window("host_cpu_window", chunk_start, chunk_end)
+            stored_rejected = warehouse.read_window(
+                "host_cpu_rejected_window", chunk_start, chunk_end
+            )
             with phase("transform"):
-                frame, rejected = split_implausible(frame)
+                answer, answer_rejected = split_implausible(answer)
+                frame, rejected, counts = merge_host_cpu(
+                    stored, stored_rejected, answer, answer_rejected, replace=replace
+                )
                 frame = validate(HOST_CPU_SCHEMA, frame)
+                coverage.reported(frame)
+                coverage.reported(rejected)
+            merged.add(counts)
             writer.copy(HOST_CPU_HOURLY.name, frame)
             writer.copy(HOST_CPU_REJECTED.name, rejected)
             rejected_parts.append(rejected)
@@ -67,12 +114,22 @@ def host_cpu_seconds(
             busy += float(frame["busy_cpu_seconds_total"].sum())
             idle += float(frame["idle_cpu_seconds_total"].sum())
             progress.chunk_done(chunk_start, chunk_end, len(frame))
+        held = holdings(registry, warehouse, start, end)
+        with phase("transform"):
+            gaps = coverage.gaps(held)
+        writer.copy(HOST_CPU_GAPS.name, gaps)
+    for sentence in describe_host_merge(merged):
+        context.log.warning(sentence)
+    for warning in warnings:
+        context.log.warning(f"Prometheus warned that its answer may be partial: {warning}")
     rejected = pd.concat(rejected_parts, ignore_index=True)
     if len(rejected):
         context.log.warning(
             f"{len(rejected)} host-hour(s) rejected and left out of every fact (see table "
             f"host_cpu_rejected): {describe_rejections(rejected)}"
         )
+    if len(gaps):
+        context.log.warning(f"{describe_gaps(gaps)} (see table host_cpu_gaps)")
     return dg.MaterializeResult(
         metadata={
             **progress.finish(),
@@ -80,6 +137,7 @@ def host_cpu_seconds(
             "busy_cpu_seconds": busy,
             "idle_cpu_seconds": idle,
             "rejected_host_hours": len(rejected),
+            "kept_host_hours": merged.kept_missing,
         },
         check_results=[
             dg.AssetCheckResult(
@@ -90,7 +148,24 @@ def host_cpu_seconds(
                     "rejected_host_hours": len(rejected),
                     "examples": describe_rejections(rejected) if len(rejected) else "",
                 },
-            )
+            ),
+            dg.AssetCheckResult(
+                check_name=COVERAGE,
+                passed=gaps.empty,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "gap_host_hours": int((gaps["hostname"] != WHOLE_HOUR).sum()),
+                    "hours_with_whole_hour_gaps": int((gaps["hostname"] == WHOLE_HOUR).sum()),
+                    "prometheus_warnings": len(warnings),
+                    "answered_host_hours": merged.answered,
+                    "added_host_hours": merged.added,
+                    "changed_host_hours": merged.changed,
+                    "kept_host_hours": merged.kept_missing,
+                    "kept_over_implausible": merged.kept_over_implausible,
+                    "deleted_host_hours": merged.deleted,
+                    "examples": describe_gaps(gaps) if len(gaps) else "",
+                },
+            ),
         ],
     )
 
@@ -122,7 +197,8 @@ def carbon_intensity(
     """GB national carbon intensity of every hour (table `carbon_intensity_hourly`): the mean
     of the hour's two half-hour periods, each its actual else its forecast, with provenance
     (actual, forecast or fallback). With CARBON_INTENSITY_ON_MISSING=fallback the hours of a
-    request that failed get the fallback, flagged; with `fail` the run fails."""
+    request that failed get the fallback, flagged; with `fail` the run fails. A stored hour is
+    only ever replaced by one of the same or better provenance."""
     start, end = window(context)
     api = carbon_intensity_api
     progress = Progress(context, start, end)
@@ -132,7 +208,7 @@ def carbon_intensity(
     for error in errors:
         context.log.warning(f"{error}; its hours get the fallback intensity")
     with phase("transform"):
-        hours = hourly_intensity(
+        answered = hourly_intensity(
             periods,
             start,
             end,
@@ -140,10 +216,24 @@ def carbon_intensity(
             fallback_gco2eq_per_kwh=api.fallback_gco2eq_per_kwh,
             glitch_min_forecast=api.glitch_min_forecast,
         )
-        hours = validate(INTENSITY_SCHEMA, hours)
+        answered = validate(INTENSITY_SCHEMA, answered)
     with warehouse.replace_window(start, end, [CARBON_INTENSITY_HOURLY]) as writer:
+        # Provenance only improves: a stored actual is never replaced by a forecast or the
+        # fallback (the API down, say). Read what is committed: this delete is not seen.
+        stored = warehouse.read_window("intensity_window", start, end)
+        with phase("transform"):
+            hours, merged = merge_intensity(stored, answered)
         writer.copy(CARBON_INTENSITY_HOURLY.name, hours)
     progress.chunk_done(start, end, len(hours))
+    if merged.kept_better:
+        context.log.warning(
+            f"{merged.kept_better} stored hour(s) have a better intensity (actual or forecast) "
+            "than the API gave this time: kept"
+        )
+    if merged.upgraded or merged.changed:
+        context.log.info(
+            f"{merged.upgraded} hour(s) improved their provenance, {merged.changed} changed value"
+        )
     sources = hours["intensity_source"].value_counts()
     fallback_hours = int(sources.get("fallback", 0))
     glitches = int(hours["glitch_periods"].sum())

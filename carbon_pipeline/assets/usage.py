@@ -14,26 +14,15 @@ from carbon_pipeline.resources import (
     PowerModelResource,
     WarehouseResource,
 )
-from carbon_pipeline.resources.warehouse import dimension_ids, ids_of, load_query
+from carbon_pipeline.resources.warehouse import dimension_ids, ids_of
 from carbon_pipeline.schemas import (
     HOST_USAGE_SCHEMA,
     column_schema,
     validate,
 )
 from carbon_pipeline.tables import FACT_USAGE_INSTANCE
-from carbon_pipeline.times import chunks, utc_ns
+from carbon_pipeline.times import chunks
 from carbon_pipeline.timing import phase
-
-TEXT = {"hostname": str, "cloud_project_name": str, "machine_name": str, "intensity_source": str}
-
-
-def read_window(warehouse: WarehouseResource, query: str, start, end) -> pd.DataFrame:
-    """Rows of sql/queries/<query>.sql for [start, end), timestamp_utc restored."""
-    frame = warehouse.read_frame(load_query(query), {"start": start, "end": end}, dtype=TEXT)
-    frame.insert(
-        0, "timestamp_utc", utc_ns(pd.to_datetime(frame.pop("timestamp_epoch"), unit="s", utc=True))
-    )
-    return frame
 
 
 @dg.asset(
@@ -60,8 +49,8 @@ def host_usage(
     totals = {"busy_kwh": 0.0, "idle_kwh": 0.0, "busy_gco2eq": 0.0, "idle_gco2eq": 0.0}
     with warehouse.replace_window(start, end, [FACT_USAGE_INSTANCE]) as writer:
         for chunk_start, chunk_end in chunks(start, end, settings.chunk_hours):
-            cpu = read_window(warehouse, "host_cpu_window", chunk_start, chunk_end)
-            intensity = read_window(warehouse, "intensity_window", chunk_start, chunk_end)
+            cpu = warehouse.read_window("host_cpu_window", chunk_start, chunk_end)
+            intensity = warehouse.read_window("intensity_window", chunk_start, chunk_end)
             # What is read back was validated when it was written: validate what is new.
             with phase("transform"):
                 usage = compute_host_usage(

@@ -48,6 +48,10 @@ class FleetHost:
     # Broken samples for the quality tests: (time, "nan" | "inf" | "backwards") on cpu 0's
     # first mode. The truth then no longer holds for the hours around them.
     corrupt: tuple[tuple[datetime, str], ...] = ()
+    # Times [a, b] the host is not scraped strictly inside (a missed scrape target; its
+    # counters go on counting): Prometheus has no answer for the hours that lose samples.
+    # The truth drops every hour that loses one, so let a and b be whole hours.
+    silent: tuple[tuple[datetime, datetime], ...] = ()
 
     @property
     def hostname(self) -> str:
@@ -153,6 +157,9 @@ class Fleet:
                 increments = step_increments(host, times, self.modes, rng)
                 is_first = times == epoch(host.start)
                 rebooting = np.isin(times, [epoch(r) for r in host.reboots])
+                scraped = np.ones(len(times), dtype=bool)
+                for a, b in host.silent:
+                    scraped &= ~((times > epoch(a)) & (times < epoch(b)))
                 for mode in self.modes:
                     for cpu in range(host.cpus):
                         key = (index, cpu, mode)
@@ -163,12 +170,13 @@ class Fleet:
                         counters[key] = float(values[-1])
                         if cpu == 0 and mode == self.modes[0]:
                             _corrupt(values, times, host.corrupt)
-                        series.append((host.labels(cpu, mode), times, values))
-                truth.append(self._truth(host, times, increments, is_first))
+                        series.append((host.labels(cpu, mode), times[scraped], values[scraped]))
+                truth.append(self._truth(host, times, increments, is_first, scraped))
             yield series, pd.concat(truth, ignore_index=True) if truth else _empty_truth()
 
-    def _truth(self, host, times, increments, is_first) -> pd.DataFrame:
-        valid = ~is_first
+    def _truth(self, host, times, increments, is_first, scraped) -> pd.DataFrame:
+        # An hour is known only if every step in it ends in a scrape.
+        valid = ~is_first & scraped
         hour_start = (times - 1) // 3600 * 3600  # a step ending at T counts in the hour before T
         busy = sum(increments[m].sum(axis=1) for m in self.modes if m in BUSY_MODES)
         idle = sum(increments[m].sum(axis=1) for m in self.modes if m not in BUSY_MODES)
@@ -333,13 +341,14 @@ def demo_fleet(
         cursor = born - timedelta(days=int(rng.integers(0, 5)))
         while cursor < dies:
             length = timedelta(minutes=int(rng.integers(6 * 60, 12 * 24 * 60)))
-            created = cursor
+            # A workspace holds a VM that exists: from the host's birth until its deletion.
+            created = max(cursor, born)
             acquired = (
                 created + timedelta(minutes=int(rng.integers(0, 50)))
                 if rng.random() < 0.3
                 else None
             )
-            deleted = created + length
+            deleted = min(created + length, dies) if dies < end else created + length
             doc = {
                 "hostname": registry_name,
                 "owner": str(rng.choice(owners)),

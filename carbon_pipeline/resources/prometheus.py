@@ -110,8 +110,11 @@ class PrometheusResource(dg.ConfigurableResource):
             "cpus": f"count by ({by}) (increase({self._selector(['idle'])}[1h]))",
         }
 
-    def query_range(self, query: str, start: datetime, end: datetime) -> list[dict]:
-        """Evaluate `query` at every hour end in (start, end]: the hours [start, end)."""
+    def query_range(
+        self, query: str, start: datetime, end: datetime
+    ) -> tuple[list[dict], list[str]]:
+        """Evaluate `query` at every hour end in (start, end]: the hours [start, end). Returns
+        the series and the warnings Prometheus gave with them (its answer may be partial)."""
         session = retrying_session(self.retries, self.backoff_seconds)
         url = self.prometheus_url.rstrip("/") + "/api/v1/query_range"
         shown = mask_url(url)
@@ -148,26 +151,29 @@ class PrometheusResource(dg.ConfigurableResource):
         data = body.get("data")
         if not isinstance(data, dict) or data.get("resultType") != "matrix":
             raise PrometheusError(f"Prometheus answered an unexpected shape {where}: {data!r:.200}")
-        return data["result"]
+        warnings = body.get("warnings") or []
+        return data["result"], [str(w) for w in warnings]
 
-    def host_cpu_seconds(self, start: datetime, end: datetime) -> pd.DataFrame:
-        """Busy and idle CPU seconds and cpu count per host-hour for the hours [start, end).
+    def host_cpu_seconds(self, start: datetime, end: datetime) -> tuple[pd.DataFrame, list[str]]:
+        """Busy and idle CPU seconds and cpu count per host-hour for the hours [start, end),
+        and the warnings Prometheus gave (its answer may then be partial).
 
         Hosts are identified by their `host` label, else `instance`, normalised so that every
         form of one VM's name gives the same identity."""
-        frames = {}
+        frames, warnings = {}, []
         for name, query in self.queries().items():
             parts = []
             chunk_start = start
             while chunk_start < end:
                 chunk_end = min(end, chunk_start + MAX_POINTS_PER_QUERY * HOUR)
-                result = self.query_range(query, chunk_start, chunk_end)
+                result, said = self.query_range(query, chunk_start, chunk_end)
+                warnings += [w for w in said if w not in warnings]
                 with phase("transform"):
                     parts.append(_matrix_frame(result, query))
                 chunk_start = chunk_end
             frames[name] = pd.concat(parts, ignore_index=True)
         with phase("transform"):
-            return combine_host_cpu(frames["busy"], frames["idle"], frames["cpus"])
+            return combine_host_cpu(frames["busy"], frames["idle"], frames["cpus"]), warnings
 
 
 def _matrix_frame(result: list[dict], query: str) -> pd.DataFrame:

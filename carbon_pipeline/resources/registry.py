@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pymongo
-from bson import json_util
+from bson import ObjectId, json_util
 
 from carbon_pipeline.timing import phase
 
@@ -90,9 +90,12 @@ class RegistryResource(dg.ConfigurableResource):
             return _seeded_mock_client(self.database, self.seed_dir)[self.database]
         return _real_client(self.mongo_uri)[self.database]
 
-    def workspaces_overlapping(self, start: datetime, end: datetime) -> pd.DataFrame:
-        """Workspaces that may have held a host at some time in [start, end)."""
-        query = {
+    def workspaces_overlapping(
+        self, start: datetime, end: datetime, ids: list[str] = ()
+    ) -> pd.DataFrame:
+        """Workspaces that may have held a host at some time in [start, end), and those of
+        `ids` (workspace ids as str) that the registry still has, whatever their times say."""
+        overlapping = {
             "$and": [
                 {"$or": [{"created_time": {"$lt": end}}, {"acquired_time": {"$lt": end}}]},
                 {
@@ -104,6 +107,11 @@ class RegistryResource(dg.ConfigurableResource):
                 },
             ]
         }
+        query = overlapping
+        if len(ids):
+            # Ids are stored as text; the registry's are ObjectIds (or whatever it used).
+            as_stored = [*ids, *(ObjectId(i) for i in ids if ObjectId.is_valid(i))]
+            query = {"$or": [overlapping, {"_id": {"$in": as_stored}}]}
         projection = {
             "hostname": 1,
             "owner": 1,

@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 
 from carbon_pipeline.resources import binary_copy
 from carbon_pipeline.secrets import mask_url
+from carbon_pipeline.times import utc_ns
 from carbon_pipeline.timing import phase
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,18 @@ PARTITIONED_TABLES = (
     "fact_usage_group",
     "fact_usage_user",
     "fact_usage_workspace",
+)
+
+
+# Columns the windows' queries return that are text whatever they hold ("1" is a name).
+TEXT_COLUMNS = (
+    "hostname",
+    "cloud_project_name",
+    "machine_name",
+    "intensity_source",
+    "reason",
+    "workspace_id",
+    "ext_user_id",
 )
 
 
@@ -250,6 +263,19 @@ class WarehouseResource(dg.ConfigurableResource):
                 raise
             with phase("postgres_write"):
                 transaction.commit()
+
+    def read_window(self, query: str, start: datetime, end: datetime) -> pd.DataFrame:
+        """Rows of sql/queries/<query>.sql for [start, end); its `timestamp_epoch` becomes
+        `timestamp_utc`, and the name and flag columns stay text."""
+        frame = self.read_frame(
+            load_query(query), {"start": start, "end": end}, dtype=dict.fromkeys(TEXT_COLUMNS, str)
+        )
+        frame.insert(
+            0,
+            "timestamp_utc",
+            utc_ns(pd.to_datetime(frame.pop("timestamp_epoch"), unit="s", utc=True)),
+        )
+        return frame
 
     def read_frame(
         self, query: str, params: Sequence | dict | None = None, **read_csv_options

@@ -1,0 +1,162 @@
+"""Captured source data is the record: how a new answer from a source is merged into what the
+warehouse already holds for a window.
+
+Prometheus forgets (retention), the Carbon Intensity API goes down: the stored host-hours and
+intensities are then the only copy. So a new answer only ever adds or corrects:
+- a host-hour the answer has replaces the stored one (a corrected Prometheus), except that an
+  implausible (quarantined) answer never replaces a plausible stored value;
+- a host-hour stored but missing from the answer is kept;
+- an hour's intensity is replaced only by one of the same or better provenance
+  (actual > forecast > fallback).
+`replace=True` takes the answer as it is (deliberate replacement of host-hours).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from carbon_pipeline.intensity import SOURCES
+
+HOST_HOUR = ["timestamp_utc", "hostname"]
+_COMPARED = [
+    "cloud_project_name",
+    "machine_name",
+    "cpu_count",
+    "busy_cpu_seconds_total",
+    "idle_cpu_seconds_total",
+]
+
+
+@dataclass
+class HostMerge:
+    """What merging one answer did, in host-hours."""
+
+    answered: int = 0  # host-hours in the answer (plausible or not)
+    added: int = 0  # new plausible host-hours
+    changed: int = 0  # stored plausible host-hours whose values the answer corrected
+    kept_missing: int = 0  # stored host-hours the answer no longer has: kept
+    kept_over_implausible: int = 0  # plausible stored values the answer gave as implausible
+    deleted: int = 0  # stored host-hours deleted because replacement was asked for
+
+    def add(self, other: HostMerge) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def _keys(frame: pd.DataFrame) -> pd.MultiIndex:
+    return pd.MultiIndex.from_frame(frame[HOST_HOUR])
+
+
+def _fingerprint(frame: pd.DataFrame) -> pd.Series:
+    """One comparable value per host-hour (a host seen under two label sets in one hour has
+    two rows: both count)."""
+    ordered = frame.sort_values([*HOST_HOUR, "cloud_project_name", "machine_name"], kind="stable")
+    text = ordered[_COMPARED].astype(str).agg("|".join, axis=1)
+    return text.groupby([ordered[k] for k in HOST_HOUR], sort=False).agg("/".join)
+
+
+def merge_host_cpu(
+    stored: pd.DataFrame,
+    stored_rejected: pd.DataFrame,
+    answered: pd.DataFrame,
+    answered_rejected: pd.DataFrame,
+    replace: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame, HostMerge]:
+    """(plausible host-hours, quarantined host-hours, counts) to store for a window."""
+    answer_keys = _keys(answered).union(_keys(answered_rejected))
+    stored_keys = _keys(stored)
+    counts = HostMerge(answered=len(answer_keys.unique()))
+    all_stored = stored_keys.union(_keys(stored_rejected)).unique()
+    if replace:
+        counts.deleted = int((~all_stored.isin(answer_keys)).sum())
+        counts.added = int((~_keys(answered).unique().isin(stored_keys)).sum())
+        return answered, answered_rejected, counts
+    # An implausible answer never replaces a plausible stored value.
+    demoted = _keys(answered_rejected).isin(stored_keys)
+    counts.kept_over_implausible = int(_keys(answered_rejected)[demoted].unique().size)
+    answered_rejected = answered_rejected[~demoted]
+    replaced = _keys(answered).union(_keys(answered_rejected))
+    counts.kept_missing = int((~all_stored.isin(answer_keys)).sum())
+    answered_ok_keys = _keys(answered).unique()
+    counts.added = int((~answered_ok_keys.isin(stored_keys)).sum())
+    both = answered_ok_keys[answered_ok_keys.isin(stored_keys)]
+    if len(both):
+        new = _fingerprint(answered[_keys(answered).isin(both)])
+        old = _fingerprint(stored[stored_keys.isin(both)]).reindex(new.index)
+        counts.changed = int((new != old).sum())
+    plausible = pd.concat(
+        [answered, stored[~stored_keys.isin(replaced)]], ignore_index=True
+    ).sort_values(HOST_HOUR, ignore_index=True, kind="stable")
+    rejected = pd.concat(
+        [answered_rejected, stored_rejected[~_keys(stored_rejected).isin(replaced)]],
+        ignore_index=True,
+    )
+    return plausible, rejected, counts
+
+
+@dataclass
+class IntensityMerge:
+    """What merging one answer did, in hours."""
+
+    upgraded: int = 0  # hours whose provenance improved (e.g. forecast -> actual)
+    changed: int = 0  # hours of the same provenance whose value the answer corrected
+    kept_better: int = 0  # hours whose stored provenance was better than the answer's: kept
+
+
+def merge_intensity(
+    stored: pd.DataFrame, answered: pd.DataFrame
+) -> tuple[pd.DataFrame, IntensityMerge]:
+    """The hours to store: each hour's answer, unless the stored hour has better provenance."""
+    if stored.empty:
+        return answered, IntensityMerge()
+    old = stored.set_index("timestamp_utc").reindex(answered["timestamp_utc"])
+    new_rank = _rank(answered["intensity_source"])
+    old_rank = _rank(old["intensity_source"])  # NaN: nothing stored
+    keep_old = old_rank < new_rank
+    same = old_rank == new_rank
+    differs = (
+        old["intensity_gco2eq_per_kwh"].to_numpy()
+        != answered["intensity_gco2eq_per_kwh"].to_numpy()
+    )
+    counts = IntensityMerge(
+        upgraded=int((old_rank > new_rank).sum()),
+        changed=int((same & differs).sum()),
+        kept_better=int(keep_old.sum()),
+    )
+    kept = old[keep_old].reset_index()
+    merged = pd.concat([answered[~keep_old], kept[answered.columns]], ignore_index=True)
+    merged = merged.astype(answered.dtypes.to_dict())
+    return merged.sort_values("timestamp_utc", ignore_index=True), counts
+
+
+def describe_host_merge(counts: HostMerge) -> list[str]:
+    """Sentences for the run log about what merging kept or changed (empty if nothing to say)."""
+    said = []
+    if counts.kept_missing:
+        said.append(
+            f"{counts.kept_missing} stored host-hour(s) are missing from Prometheus' answer "
+            "and were kept (its retention may have dropped them, or a host stopped reporting); "
+            "to replace them deliberately, run with the tag carbon-pipeline/replace-sources=true "
+            "(carbon-pipeline backfill --replace-sources)"
+        )
+    if counts.kept_over_implausible:
+        said.append(
+            f"{counts.kept_over_implausible} stored host-hour(s) were answered with impossible "
+            "numbers this time; their plausible stored values were kept"
+        )
+    if counts.changed:
+        said.append(f"{counts.changed} stored host-hour(s) changed value in the answer: replaced")
+    if counts.deleted:
+        said.append(
+            f"{counts.deleted} stored host-hour(s) not in the answer were deleted, as asked "
+            "(replace-sources)"
+        )
+    return said
+
+
+def _rank(sources: pd.Series) -> np.ndarray:
+    """0 for actual, 1 forecast, 2 fallback; NaN where there is none."""
+    return sources.map({source: n for n, source in enumerate(SOURCES)}).to_numpy(dtype=float)
