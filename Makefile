@@ -6,13 +6,15 @@ BIN := $(VENV)/bin
 
 UI_TESTS := carbon_pipeline_tests/ui
 
-.PHONY: setup demo demo-ui test lint bench bench-quick
+.PHONY: setup demo demo-ui ui test lint bench bench-quick
 
+# pip's own output goes to a log, shown only if the install fails.
 $(BIN)/carbon-pipeline: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
-	touch $@
+	@echo "setting up $(VENV) (log: $(VENV)/install.log) ..."
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --upgrade pip > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@$(BIN)/pip install --quiet -e ".[test]" >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@touch $@
 
 setup: $(BIN)/carbon-pipeline
 
@@ -21,6 +23,10 @@ demo: setup
 
 demo-ui: setup
 	$(BIN)/carbon-pipeline demo-ui
+
+# The Dagster UI on the pipeline's instance (PostgreSQL beside DATABASE_URL's database).
+ui: setup
+	$(BIN)/carbon-pipeline ui
 
 # The browser test drives Debian's Chromium with playwright-core (no browser download).
 /usr/bin/chromium:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from carbon_pipeline.partitions import HOURS_PER_RUN, PIPELINE_START
+from carbon_pipeline.terminal import RunReporter, run_warnings
 from carbon_pipeline.times import chunks, whole_hours
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ def backfill(
     hours_per_run: int = HOURS_PER_RUN,
     from_stage: str = "sources",
     tags: dict[str, str] | None = None,
+    run_config: dict | None = None,
+    reporter: RunReporter | None = None,
 ) -> list[ChunkResult]:
     """One in-process run per `hours_per_run` hours of [start, end), recorded in `instance`
     (visible in the UI under Runs, tagged with one backfill id). Stops at the first failed
@@ -95,12 +98,24 @@ def backfill(
     run_hours = hours_per_run if hours_per_run > 0 else int((end - start) / timedelta(hours=1))
     for chunk_start, chunk_end in chunks(start, end, run_hours):
         began = time.monotonic()
+        if reporter:
+            reporter.start(chunk_start, chunk_end)
         result = job.execute_in_process(
             instance=instance,
+            run_config=run_config,
             tags={**(tags or {}), **range_tags(chunk_start, chunk_end), BACKFILL_TAG: backfill_id},
             asset_selection=selection,
             raise_on_error=False,
         )
+        if reporter:
+            reporter.finish(
+                chunk_start,
+                chunk_end,
+                result.run_id,
+                result.success,
+                run_warnings(instance, result.run_id),
+                None if result.success else first_error(result),
+            )
         results.append(
             ChunkResult(
                 chunk_start, chunk_end, result.run_id, result.success, time.monotonic() - began
@@ -120,3 +135,16 @@ def backfill(
         if not result.success:
             break
     return results
+
+
+def first_error(result: dg.ExecuteInProcessResult) -> str:
+    """The first line of the error that failed the run's first failed step."""
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.event_specific_data.error
+            while error.cause is not None and error.cls_name in (
+                "DagsterExecutionStepExecutionError",
+            ):
+                error = error.cause
+            return f"{event.step_key}: {error.message.strip().splitlines()[0]}"
+    return "the run failed (see it in the UI)"

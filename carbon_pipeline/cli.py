@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -13,39 +12,36 @@ def _backfill(args: argparse.Namespace) -> int:
     # Imported here: the partitions read CARBON_PIPELINE_START when first imported.
     from dagster import DagsterInstance
 
+    from carbon_pipeline import instance
     from carbon_pipeline.assets.common import REPLACE_SOURCES_TAG
-    from carbon_pipeline.backfill import RangeError, backfill
+    from carbon_pipeline.backfill import STAGES, RangeError, backfill
     from carbon_pipeline.partitions import HOURS_PER_RUN
+    from carbon_pipeline.terminal import RunReporter, quiet
     from carbon_pipeline.times import parse_utc
 
-    if not os.getenv("DAGSTER_HOME"):
-        print(
-            "error: set DAGSTER_HOME to the Dagster instance that should record the runs",
-            file=sys.stderr,
-        )
-        return 2
     if args.replace_sources and args.from_stage != "sources":
         print("error: --replace-sources needs the sources stage (drop --from)", file=sys.stderr)
         return 2
+    run_config = quiet(args.verbose)
     try:
         start, end = parse_utc(args.start), parse_utc(args.end)
-        results = backfill(
-            start,
-            end,
-            instance=DagsterInstance.get(),
-            hours_per_run=HOURS_PER_RUN if args.hours_per_run is None else args.hours_per_run,
-            from_stage=args.from_stage,
-            tags={REPLACE_SOURCES_TAG: "true"} if args.replace_sources else None,
-        )
-    except (RangeError, ValueError) as exc:
+        instance.prepare(sqlite=args.sqlite)
+        with RunReporter(STAGES[args.from_stage]) as reporter:
+            results = backfill(
+                start,
+                end,
+                instance=DagsterInstance.get(),
+                hours_per_run=HOURS_PER_RUN if args.hours_per_run is None else args.hours_per_run,
+                from_stage=args.from_stage,
+                tags={REPLACE_SOURCES_TAG: "true"} if args.replace_sources else None,
+                run_config=run_config,
+                reporter=reporter,
+            )
+            failed = [r for r in results if not r.success]
+            reporter.summary(len(results), len(failed))
+    except (RangeError, ValueError, instance.InstanceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for r in results:
-        state = "succeeded" if r.success else "FAILED"
-        print(
-            f"{r.start:%Y-%m-%dT%H:%MZ} .. {r.end:%Y-%m-%dT%H:%MZ}  run {r.run_id}  {state}  {r.seconds:.1f} s"
-        )
-    failed = [r for r in results if not r.success]
     if failed:
         f = failed[0]
         print(
@@ -56,6 +52,17 @@ def _backfill(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from carbon_pipeline import instance
+    from carbon_pipeline.ui import serve
+
+    try:
+        return serve(args.host, args.port, verbose=args.verbose, sqlite=args.sqlite)
+    except instance.InstanceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -73,13 +80,13 @@ def _migrate(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from carbon_pipeline.demo.run import run_demo
 
-    return run_demo(Path(args.dir).resolve())
+    return run_demo(Path(args.dir).resolve(), verbose=args.verbose)
 
 
 def _demo_ui(args: argparse.Namespace) -> int:
     from carbon_pipeline.demo.run import run_ui
 
-    return run_ui(Path(args.dir).resolve(), args.port)
+    return run_ui(Path(args.dir).resolve(), args.port, verbose=args.verbose)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +122,16 @@ def main(argv: list[str] | None = None) -> int:
         help="replace the stored host-hours of the range with what Prometheus answers now, "
         "deleting those it no longer has (by default they are kept)",
     )
+    _instance_options(backfill)
     backfill.set_defaults(func=_backfill)
+
+    ui = commands.add_parser(
+        "ui", help="the Dagster UI (webserver and daemon) on the pipeline's instance"
+    )
+    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    _instance_options(ui)
+    ui.set_defaults(func=_ui)
 
     commands.add_parser(
         "migrate", help="apply the warehouse migrations to DATABASE_URL"
@@ -123,16 +139,28 @@ def main(argv: list[str] | None = None) -> int:
 
     demo = commands.add_parser("demo", help="run the whole pipeline on a generated month, locally")
     demo.add_argument("--dir", default=".demo", help="working folder (default .demo)")
+    demo.add_argument("--verbose", action="store_true", help="print Dagster's event log too")
     demo.set_defaults(func=_demo)
 
     demo_ui = commands.add_parser("demo-ui", help="the Dagster UI on the demo's data")
     demo_ui.add_argument("--dir", default=".demo")
     demo_ui.add_argument("--port", type=int, default=3000)
+    demo_ui.add_argument("--verbose", action="store_true", help="print Dagster's own output")
     demo_ui.set_defaults(func=_demo_ui)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     return args.func(args)
+
+
+def _instance_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--verbose", action="store_true", help="print Dagster's event log and output as well"
+    )
+    parser.add_argument(
+        "--sqlite",
+        action="store_true",
+        help="a new instance on SQLite instead of PostgreSQL (5-10x slower backfills)",
+    )
 
 
 if __name__ == "__main__":

@@ -63,7 +63,8 @@ class Coverage:
         hour = _hours_since(hosts["timestamp_utc"], self._origin).astype(np.int64)
         inside = (hour >= 0) & (hour < len(self.hours))
         hosts, hour = hosts[inside], hour[inside]
-        self._seen[self._row_of(hosts["hostname"].to_numpy(dtype=object)), hour] = True
+        rows = self._row_of(hosts["hostname"].to_numpy(dtype=object))  # may grow _seen
+        self._seen[rows, hour] = True
         latest = hosts.sort_values("timestamp_utc").drop_duplicates("hostname", keep="last")
         self._labels.update(
             zip(

@@ -263,7 +263,111 @@ def measure_single(args) -> dict:
     return {"walls": walls, "mean": statistics.mean(walls)}
 
 
+LAUNCH = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+UI_ASSETS = ["host_cpu_seconds", "carbon_intensity", "host_usage", "usage_facts"]
+
+
+def measure_ui(args) -> dict:
+    """(e): the backfill as the UI launches it: the GraphQL `launchPartitionBackfill` the UI
+    sends, to the webserver `carbon-pipeline ui` starts, processed by its daemon; timed from
+    the mutation to the last run's end, with where the time went."""
+    import signal
+
+    import dagster as dg
+    import requests
+
+    from carbon_pipeline.demo.prometheus_server import free_port
+
+    start, end = datetime.fromisoformat(args.start), datetime.fromisoformat(args.end)
+    port = free_port()
+    home = Path(os.environ["DAGSTER_HOME"])
+    ui = subprocess.Popen(
+        [str(Path(sys.executable).parent / "carbon-pipeline"), "ui", "--port", str(port)],
+        stdout=open(home / "ui-stdout.log", "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    began = time.monotonic()
+    while time.monotonic() - began < 180:
+        try:
+            if requests.get(f"{url}/server_info", timeout=2).ok:
+                break
+        except requests.RequestException:
+            time.sleep(0.5)
+    started = time.monotonic() - began
+    last = (end - timedelta(hours=1)).strftime("%Y-%m-%d-%H:%M")
+    params = {
+        "partitionsByAssets": [
+            {
+                "assetKey": {"path": [key]},
+                "partitions": {"range": {"start": start.strftime("%Y-%m-%d-%H:%M"), "end": last}},
+            }
+            for key in UI_ASSETS
+        ]
+    }
+    instance = dg.DagsterInstance.get()
+    launched_at = time.time()
+    answer = requests.post(
+        f"{url}/graphql", json={"query": LAUNCH, "variables": {"params": params}}, timeout=120
+    ).json()["data"]["launchPartitionBackfill"]
+    assert answer["__typename"] == "LaunchBackfillSuccess", answer
+    backfill_id = answer["backfillId"]
+    while True:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        status = instance.get_backfill(backfill_id).status.value
+        if runs and all(r.is_finished for r in runs) and not status.startswith("REQUESTED"):
+            break
+        if status.startswith(("FAILED", "CANCELED")):
+            break
+        time.sleep(1)
+    assert runs and all(r.is_success for r in runs), f"a UI backfill run failed ({status})"
+    records = instance.get_run_records(filters=dg.RunsFilter(run_ids=[r.run_id for r in runs]))
+    moments = []
+    for record in records:
+        seen = {
+            e.dagster_event.event_type_value: e.timestamp
+            for e in instance.all_logs(record.dagster_run.run_id)
+            if e.is_dagster_event
+        }
+        moments.append(
+            {
+                "created": record.create_timestamp.timestamp(),
+                "dequeued": seen.get("RUN_DEQUEUED", record.create_timestamp.timestamp()),
+                "started": record.start_time,
+                "ended": record.end_time,
+            }
+        )
+    stop_began = time.monotonic()
+    os.killpg(ui.pid, signal.SIGTERM)
+    ui.wait(timeout=60)
+    first_start = min(m["started"] for m in moments)
+    last_end = max(m["ended"] for m in moments)
+    executing = sum(m["ended"] - m["started"] for m in moments)
+    return {
+        "wall": last_end - launched_at,
+        "runs": len(moments),
+        "ui_ready": started,
+        "first_run_created": min(m["created"] for m in moments) - launched_at,
+        "last_run_created": max(m["created"] for m in moments) - launched_at,
+        "queued_mean": statistics.mean(m["dequeued"] - m["created"] for m in moments),
+        "launch_mean": statistics.mean(m["started"] - m["dequeued"] for m in moments),
+        "execution_mean": executing / len(moments),
+        "runs_at_once": executing / (last_end - first_start),
+        "ui_stop": time.monotonic() - stop_began,
+        "rows": count_rows(os.environ["DATABASE_URL"]),
+    }
+
+
 MEASURES = {
+    "ui": measure_ui,
     "pipeline": measure_pipeline,
     "floor": measure_floor,
     "noop": measure_noop,
@@ -296,7 +400,7 @@ class Services:
 
     def fresh_env(self, label: str) -> dict:
         from carbon_pipeline.demo import postgres
-        from carbon_pipeline.demo.instance import dagster_postgres_url
+        from carbon_pipeline.instance import dagster_postgres_url
 
         home = self.cache / "homes" / label
         home.mkdir(parents=True, exist_ok=True)
@@ -365,7 +469,7 @@ def main_bench(args) -> int:
         # (a) and (d) are timed `repeat` times, alternately, and the fastest of each kept: this
         # shared machine's speed drifts by 10-25 % between runs (timeit's rule: the minimum is
         # the measurement, the rest is noise from elsewhere).
-        tries: dict[str, list[dict]] = {"a": [], "d": []}
+        tries: dict[str, list[dict]] = {"a": [], "d": [], "e": []}
         for attempt in range(repeat):
             log(
                 f"(a) backfill of {hosts} hosts x {hours} hours through Dagster ({attempt + 1}/{repeat}) ..."
@@ -385,7 +489,12 @@ def main_bench(args) -> int:
                     "noop", services.fresh_env("d"), start, end, hours_per_run=hours_per_run
                 )
             )
+            if not args.skip_ui:
+                log(f"(e) the same backfill launched as the UI does ({attempt + 1}/{repeat}) ...")
+                tries["e"].append(run_measure("ui", services.fresh_env("e"), start, end))
         for kind, results in tries.items():
+            if not results:
+                continue
             report[kind] = {
                 **min(results, key=lambda r: r["wall"]),
                 "walls": [r["wall"] for r in results],
@@ -463,6 +572,24 @@ def print_report(r: dict) -> None:
         f"{'(d) Dagster floor: same shape, no-op bodies':<46}{d['wall']:>10.1f}{'':>12}{d['peak_rss_mib']:>14,.0f}"
         + _tries(d)
     )
+    e = r.get("e")
+    if e:
+        print(
+            f"{'(e) the same backfill launched from the UI':<46}{e['wall']:>10.1f}"
+            f"{sum(e['rows'].values()) / e['wall']:>12,.0f}" + _tries(e)
+        )
+        for label, key in (
+            ("    daemon picks it up: first run submitted", "first_run_created"),
+            ("    last run submitted", "last_run_created"),
+            ("    per run: waiting in the run queue", "queued_mean"),
+            ("    per run: launch (process, code loading)", "launch_mean"),
+            ("    per run: execution", "execution_mean"),
+        ):
+            print(f"{label:<46}{e[key]:>10.1f}")
+        print(f"{'    runs executing at once (mean)':<46}{e['runs_at_once']:>10.2f}")
+        print(
+            f"{'    carbon-pipeline ui: ready / stopped after SIGTERM':<46}{e['ui_ready']:>10.1f}{e['ui_stop']:>12.1f}"
+        )
     print(f"\nrows written: {rows:,} ({', '.join(f'{k} {v:,}' for k, v in a['rows'].items())})")
     print(
         f"our own work (a - d) / I/O floor (b) = {(a['wall'] - d['wall']) / b['wall']:.2f}   (target <= 2)"
@@ -471,6 +598,10 @@ def print_report(r: dict) -> None:
         f"one run per partition (c) / backfill (a) = {one_per_partition / a['wall']:.0f}x   (target >= 300)"
     )
     print(f"an hourly scheduled run (cold, one partition) = {c['mean']:.1f} s   (target <= 10)")
+    if e:
+        print(
+            f"the UI backfill (e) / the CLI backfill (a) = {e['wall'] / a['wall']:.2f}   (target <= 1.3)"
+        )
     if r["scaling"]:
         print(
             f"\n{'hosts':>6}{'hours':>7}{'host-hours':>12}{'seconds':>10}{'our work s':>12}{'us/host-hour':>14}"
@@ -509,6 +640,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--months", type=int, default=12)
     parser.add_argument("--cache", default=str(REPO / ".bench"))
     parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--skip-ui", action="store_true", help="leave out (e), the UI backfill")
     parser.add_argument(
         "--repeat",
         type=int,

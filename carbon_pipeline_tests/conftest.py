@@ -58,7 +58,9 @@ def create_database(admin_url):
     yield create
     with psycopg.connect(admin_url, autocommit=True) as conn:
         for name in created:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            # and the Dagster instance's database `carbon-pipeline` puts beside a warehouse
+            for database in (name, f"{name}_dagster"):
+                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -149,7 +151,10 @@ def read_table(database_url: str, query: str, params=None) -> pd.DataFrame:
 
 @pytest.fixture
 def pipeline_env(resources, tmp_path, monkeypatch):
-    """The environment a deployment sets, pointing at the test services."""
+    """The environment a deployment sets, pointing at the test services, and the instance
+    `carbon-pipeline` makes of it (PostgreSQL beside the warehouse)."""
+    from carbon_pipeline import instance
+
     registry = resources["registry"]
     env = {
         "DATABASE_URL": resources["warehouse"].database_url,
@@ -161,10 +166,11 @@ def pipeline_env(resources, tmp_path, monkeypatch):
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
         "CARBON_PIPELINE_ASSET_RETRIES": "0",
     }
-    Path(env["DAGSTER_HOME"]).mkdir()
-    (Path(env["DAGSTER_HOME"]) / "dagster.yaml").touch()
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.delenv("DAGSTER_POSTGRES_URL", raising=False)  # restored after the test
+    instance.prepare()
+    env["DAGSTER_POSTGRES_URL"] = os.environ["DAGSTER_POSTGRES_URL"]
     return env
 
 

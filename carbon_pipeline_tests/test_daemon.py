@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 import requests
 
-from carbon_pipeline.demo.instance import dagster_postgres_url
+from carbon_pipeline.instance import dagster_postgres_url
 from carbon_pipeline_tests import expected
 from carbon_pipeline_tests.conftest import read_table
 from carbon_pipeline_tests.fleet_spec import t
@@ -393,3 +394,82 @@ def test_a_backfill_launched_in_the_browser_succeeds(
         env["DATABASE_URL"], "SELECT busy_gco2eq FROM fact_usage_ada ORDER BY timestamp_utc"
     )
     assert got["busy_gco2eq"].to_numpy() == pytest.approx(want.to_numpy(), rel=1e-9)
+
+
+def _processes_of(home: Path) -> list[int]:
+    """Pids of the processes whose environment has DAGSTER_HOME=home."""
+    marker = f"DAGSTER_HOME={home}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_carbon_pipeline_ui_serves_the_asset_graph_and_stops_within_seconds(
+    pipeline_env, tmp_path, stop
+):
+    from carbon_pipeline.demo.prometheus_server import free_port
+
+    home = tmp_path / "ui_home"  # a new home: the command makes the instance itself
+    env = {**os.environ, "DAGSTER_HOME": str(home), "CARBON_PIPELINE_SCHEDULE_STATUS": "STOPPED"}
+    env.pop("DAGSTER_POSTGRES_URL")
+    port = free_port()
+    ui = subprocess.Popen(
+        [str(BIN / "carbon-pipeline"), "ui", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        assets = None
+        while time.monotonic() < deadline and assets is None:
+            try:
+                answer = requests.post(
+                    f"{url}/graphql",
+                    json={"query": "{ assetNodes { assetKey { path } } }"},
+                    timeout=5,
+                ).json()
+                assets = {n["assetKey"]["path"][-1] for n in answer["data"]["assetNodes"]}
+            except (requests.RequestException, KeyError, TypeError, ValueError):
+                time.sleep(1)
+        assert assets == set(ASSETS)
+        # The instance is PostgreSQL in its own database beside the warehouse, made for us.
+        config = (home / "dagster.yaml").read_text()
+        assert "postgres" in config and "DAGSTER_POSTGRES_URL" in config
+        instance_db = pipeline_env["DATABASE_URL"].rsplit("/", 1)[1] + "_dagster"
+        tables = read_table(
+            pipeline_env["DATABASE_URL"].rsplit("/", 1)[0] + "/" + instance_db,
+            "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'runs'",
+        )
+        assert tables["n"].iloc[0] == 1
+        # The webserver, the daemon and whatever they start carry the batching settings.
+        started = [p for p in _processes_of(home) if p != ui.pid]
+        assert len(started) >= 2
+        for pid in started:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            assert b"DAGSTER_EVENT_BATCH_SIZE=10000" in environ, pid
+            assert b"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1" in environ, pid
+        # It stops everything within seconds by design (SIGTERM, then SIGKILL after 5 s; the
+        # benchmark times it); the deadline here only catches a hang.
+        ui.send_signal(stop)
+        out, err = ui.communicate(timeout=60)
+    finally:
+        if ui.poll() is None:
+            ui.kill()
+    assert ui.returncode == 0, err[-2000:]
+    assert f"Dagster UI on {url}" in out and "stopped" in out
+    deadline = time.monotonic() + 10
+    while _processes_of(home) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_of(home) == []

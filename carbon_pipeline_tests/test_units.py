@@ -291,3 +291,18 @@ def test_gaps_are_hosts_up_without_data_and_hours_without_hosts():
         (3, "z", held),
     }
     assert set(gaps.loc[gaps["hostname"] == "a", "cloud_project_name"]) == {"P"}
+
+
+def test_coverage_grows_to_any_number_of_hosts():
+    from carbon_pipeline.coverage import Coverage
+
+    coverage = Coverage(at(0), at(3))
+    names = [f"h{n}" for n in range(1000)]
+    # Every host reports at 00:00 and 02:00; only the first ten at 01:00.
+    for hour, reporting in ((0, names), (1, names[:10]), (2, names)):
+        coverage.reported(
+            host_hours([(at(hour), name, "P", "M", 1, 1.0, 1.0) for name in reporting])
+        )
+    gaps = coverage.gaps(pd.DataFrame({"hostname": [], "held_from": [], "held_until": []}))
+    assert len(gaps) == 990 and set(gaps["timestamp_utc"]) == {pd.Timestamp(at(1))}
+    assert set(gaps["hostname"]) == set(names[10:])

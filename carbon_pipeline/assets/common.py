@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 import dagster as dg
@@ -38,6 +39,9 @@ def window(context: dg.AssetExecutionContext) -> tuple[datetime, datetime]:
 
 
 PROGRESS_SECONDS = 5.0
+# Called as listener(asset, hours_done, total_hours, rows) after every chunk, in the process
+# that runs the asset: how `carbon-pipeline backfill` draws its progress bars.
+PROGRESS_LISTENERS: list[Callable[[str, float, float, int], None]] = []
 
 
 class Progress:
@@ -46,6 +50,7 @@ class Progress:
 
     def __init__(self, context: dg.AssetExecutionContext, start: datetime, end: datetime):
         self._context = context
+        self._asset = context.asset_key.to_user_string()
         self._total_hours = (end - start).total_seconds() / 3600
         self._began = time.monotonic()
         self.hours_done = 0.0
@@ -70,6 +75,8 @@ class Progress:
     def chunk_done(self, chunk_start: datetime, chunk_end: datetime, rows: int) -> None:
         self.hours_done += (chunk_end - chunk_start).total_seconds() / 3600
         self.rows += rows
+        for listener in PROGRESS_LISTENERS:
+            listener(self._asset, self.hours_done, self._total_hours, self.rows)
         now = time.monotonic()
         if self.hours_done < self._total_hours and now - self._logged < PROGRESS_SECONDS:
             return

@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 
+from carbon_pipeline import instance
 from carbon_pipeline.demo import postgres
 from carbon_pipeline.demo.fleet import demo_fleet
-from carbon_pipeline.demo.instance import prepare_dagster_home
 from carbon_pipeline.demo.intensity_server import IntensityServer, synthetic_periods
 from carbon_pipeline.demo.loader import load_history, write_registry_seed
 from carbon_pipeline.demo.prometheus_server import PrometheusServer, ensure_installed
@@ -64,7 +63,7 @@ def demo_services(root: Path):
     prometheus = PrometheusServer(data, log_file=root / "prometheus.log").start()
     intensity = IntensityServer(synthetic_periods(DEMO_START, DEMO_END)).start()
     state = json.loads((root / "state.json").read_text())
-    prepare_dagster_home(root / "dagster_home", state["dagster_postgres_url"])
+    instance.prepare(root / "dagster_home", postgres_url=state["dagster_postgres_url"])
     os.environ.update(
         {
             "DATABASE_URL": state["database_url"],
@@ -83,7 +82,10 @@ def demo_services(root: Path):
         prometheus.stop()
 
 
-def run_demo(root: Path) -> int:
+def run_demo(root: Path, verbose: bool = False) -> int:
+    from carbon_pipeline.terminal import quiet
+
+    run_config = quiet(verbose)
     root.mkdir(parents=True, exist_ok=True)
     admin = postgres.admin_url()
     database_url = os.environ.get("DATABASE_URL") or postgres.fresh_database(admin, DEMO_DATABASE)
@@ -95,16 +97,21 @@ def run_demo(root: Path) -> int:
     with demo_services(root):
         from dagster import DagsterInstance
 
-        from carbon_pipeline.backfill import backfill
+        from carbon_pipeline.backfill import STAGES, backfill
+        from carbon_pipeline.terminal import RunReporter
 
         say("backfilling 2025-03-01 .. 2025-04-01 (744 hourly partitions) through Dagster ...")
-        results = backfill(DEMO_START, DEMO_END, instance=DagsterInstance.get())
-        for r in results:
-            say(
-                f"run {r.run_id[:8]} {r.start:%Y-%m-%d %H:%M}..{r.end:%Y-%m-%d %H:%M} "
-                f"{'succeeded' if r.success else 'FAILED'} in {r.seconds:.1f} s"
+        with RunReporter(STAGES["sources"]) as reporter:
+            results = backfill(
+                DEMO_START,
+                DEMO_END,
+                instance=DagsterInstance.get(),
+                run_config=run_config,
+                reporter=reporter,
             )
-        if not all(r.success for r in results):
+            failed = sum(not r.success for r in results)
+            reporter.summary(len(results), failed)
+        if failed:
             return 1
     print_report(database_url)
     say("open the Dagster UI on this data:  make demo-ui   (then http://127.0.0.1:3000)")
@@ -132,17 +139,12 @@ def print_report(database_url: str) -> None:
         print()
 
 
-def run_ui(root: Path, port: int = 3000) -> int:
+def run_ui(root: Path, port: int = 3000, verbose: bool = False) -> int:
     """The Dagster UI (webserver + daemon) on the demo's data, with its services running."""
+    from carbon_pipeline.ui import serve
+
     if not (root / "state.json").exists():
         say("run the demo first: make demo")
         return 1
     with demo_services(root):
-        say(f"Dagster UI on http://127.0.0.1:{port}  (Ctrl-C to stop)")
-        workspace = Path(__file__).resolve().parents[2] / "workspace.yaml"
-        dagster = str(Path(sys.executable).parent / "dagster")
-        command = [dagster, "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)]
-        try:
-            return subprocess.call(command)
-        except KeyboardInterrupt:
-            return 0
+        return serve(port=port, verbose=verbose, home=root / "dagster_home")
