@@ -10,12 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from carbon_pipeline.partitions import HOURS_PER_RUN, PIPELINE_START
+from carbon_pipeline.partitions import HOURS_PER_RUN, PIPELINE_START, range_tags
 from carbon_pipeline.terminal import RunReporter, run_warnings
 from carbon_pipeline.times import chunks, whole_hours
 
 log = logging.getLogger(__name__)
-PARTITION_KEY_FORMAT = "%Y-%m-%d-%H:%M"
 BACKFILL_TAG = "carbon-pipeline/backfill"
 # Where a backfill may start: every stage, or re-deriving from the stored sources.
 STAGES = {
@@ -46,16 +45,6 @@ def check_range(start: datetime, end: datetime, now: datetime | None = None) -> 
         raise RangeError(
             f"end {end:%Y-%m-%dT%H:%MZ} is after the last closed hour {last_closed:%Y-%m-%dT%H:%MZ}"
         )
-
-
-def range_tags(start: datetime, end: datetime) -> dict[str, str]:
-    """Tags that make one run cover the partitions [start, end)."""
-    return {
-        "dagster/asset_partition_range_start": start.strftime(PARTITION_KEY_FORMAT),
-        "dagster/asset_partition_range_end": (end - timedelta(hours=1)).strftime(
-            PARTITION_KEY_FORMAT
-        ),
-    }
 
 
 @dataclass

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from carbon_pipeline.energy import METRICS
-from carbon_pipeline.schemas import CPU_SECONDS_TOLERANCE
+from carbon_pipeline.schemas import within_capacity
 
 CONSERVATION = "conservation"
 COMPLETENESS = "completeness"
@@ -38,10 +38,10 @@ def split_implausible(host_cpu: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
     tolerance for Prometheus' extrapolation at the edges of a series)."""
     busy = host_cpu["busy_cpu_seconds_total"].to_numpy(dtype=float)
     idle = host_cpu["idle_cpu_seconds_total"].to_numpy(dtype=float)
-    capacity = host_cpu["cpu_count"].to_numpy(dtype=float) * 3600.0
     reason = np.full(len(host_cpu), "", dtype=object)
-    over = busy + idle > capacity * (1 + CPU_SECONDS_TOLERANCE) + 1.0
-    reason[over] = "busy + idle CPU seconds exceed cpu_count x 3600"
+    reason[~within_capacity(host_cpu).to_numpy()] = (
+        "busy + idle CPU seconds exceed cpu_count x 3600"
+    )
     reason[(busy < 0) | (idle < 0)] = "negative CPU seconds"
     reason[~np.isfinite(busy) | ~np.isfinite(idle)] = "CPU seconds not finite (NaN or Inf)"
     rejected = reason != ""

@@ -72,7 +72,7 @@ def _migrate(args: argparse.Namespace) -> int:
     if not url:
         print("error: set DATABASE_URL", file=sys.stderr)
         return 2
-    applied = WarehouseResource(database_url=url).migrate()
+    applied = WarehouseResource(database_url=url).migrate()  # errors: see main()
     print(f"applied: {', '.join(applied) if applied else 'nothing (up to date)'}")
     return 0
 
@@ -149,7 +149,21 @@ def main(argv: list[str] | None = None) -> int:
     demo_ui.set_defaults(func=_demo_ui)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    from carbon_pipeline.config import ConfigError
+    from carbon_pipeline.resources.warehouse import WarehouseError, describe_connection_error
+    from carbon_pipeline.secrets import mask_secrets
+
+    try:
+        return args.func(args)
+    except (ConfigError, WarehouseError) as exc:
+        print(f"error: {mask_secrets(str(exc))}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a database that cannot be reached: one line, not a traceback
+        message = describe_connection_error(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 def _instance_options(parser: argparse.ArgumentParser) -> None:

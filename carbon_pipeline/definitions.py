@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
-
 import dagster as dg
 
 from carbon_pipeline.assets.facts import usage_facts
 from carbon_pipeline.assets.sources import carbon_intensity, host_cpu_seconds
 from carbon_pipeline.assets.usage import host_usage
+from carbon_pipeline.config import env, env_choice, env_float, env_int, env_list, env_string_map
 from carbon_pipeline.resources import (
     CarbonIntensityResource,
     PipelineSettings,
@@ -26,16 +24,6 @@ from carbon_pipeline.sensors import intensity_actuals_sensor
 ASSETS = [host_cpu_seconds, carbon_intensity, host_usage, usage_facts]
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.getenv(name)
-    return value if value not in (None, "") else default
-
-
-def _modes(name: str, default: list[str]) -> list[str]:
-    value = _env(name)
-    return [m.strip() for m in value.split(",") if m.strip()] if value else list(default)
-
-
 def resources_from_env() -> dict[str, dg.ConfigurableResource]:
     """Resources configured from the environment (see README, Configuration). Secrets
     (DATABASE_URL, PROMETHEUS_URL, MONGO_URI) stay EnvVars: read at run time, never shown."""
@@ -43,26 +31,28 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
         "warehouse": WarehouseResource(database_url=dg.EnvVar("DATABASE_URL")),
         "prometheus": PrometheusResource(
             prometheus_url=dg.EnvVar("PROMETHEUS_URL"),
-            busy_modes=_modes("PROMETHEUS_BUSY_MODES", BUSY_MODES),
-            idle_modes=_modes("PROMETHEUS_IDLE_MODES", IDLE_MODES),
-            label_matchers=json.loads(_env("PROMETHEUS_LABEL_MATCHERS", "{}")),
+            busy_modes=env_list("PROMETHEUS_BUSY_MODES", BUSY_MODES),
+            idle_modes=env_list("PROMETHEUS_IDLE_MODES", IDLE_MODES),
+            label_matchers=env_string_map("PROMETHEUS_LABEL_MATCHERS"),
         ),
         "carbon_intensity_api": CarbonIntensityResource(
-            api_url=_env("CARBON_INTENSITY_API_URL", DEFAULT_API_URL),
-            on_missing=_env("CARBON_INTENSITY_ON_MISSING", "fallback"),
-            fallback_gco2eq_per_kwh=float(_env("CARBON_INTENSITY_FALLBACK", "200")),
+            api_url=env("CARBON_INTENSITY_API_URL", DEFAULT_API_URL),
+            on_missing=env_choice("CARBON_INTENSITY_ON_MISSING", "fallback", ("fallback", "fail")),
+            fallback_gco2eq_per_kwh=env_float("CARBON_INTENSITY_FALLBACK", 200.0, minimum=0),
         ),
         "registry": RegistryResource(
             mongo_uri=dg.EnvVar("MONGO_URI"),
-            database=_env("MONGO_DATABASE", "ada"),
-            seed_dir=_env("MONGO_SEED_DIR"),
+            database=env("MONGO_DATABASE", "ada"),
+            seed_dir=env("MONGO_SEED_DIR"),
         ),
         "power_model": PowerModelResource(
-            busy_watts_per_core=float(_env("CARBON_BUSY_WATTS_PER_CORE", "12")),
-            idle_watts_per_core=float(_env("CARBON_IDLE_WATTS_PER_CORE", "1")),
-            overrides_file=_env("CARBON_POWER_MODEL_FILE"),
+            busy_watts_per_core=env_float("CARBON_BUSY_WATTS_PER_CORE", 12.0, minimum=0),
+            idle_watts_per_core=env_float("CARBON_IDLE_WATTS_PER_CORE", 1.0, minimum=0),
+            overrides_file=env("CARBON_POWER_MODEL_FILE"),
         ),
-        "settings": PipelineSettings(chunk_hours=int(_env("CARBON_PIPELINE_CHUNK_HOURS", "744"))),
+        "settings": PipelineSettings(
+            chunk_hours=env_int("CARBON_PIPELINE_CHUNK_HOURS", 744, minimum=1)
+        ),
     }
 
 

@@ -3,20 +3,25 @@ ranges of them are cut into runs."""
 
 from __future__ import annotations
 
-import os
+from datetime import datetime, timedelta
 
 import dagster as dg
 
+from carbon_pipeline.config import ConfigError, env, env_int
 from carbon_pipeline.times import parse_utc
 
 DEFAULT_START = "2025-03-01T00:00Z"
+PARTITION_KEY_FORMAT = "%Y-%m-%d-%H:%M"
 # A backfill runs as one run per this many hours: few runs (each costs seconds of process
 # start-up), but a failure costs one chunk, not the whole range. 0 means one run for any
 # range, which `dagster asset materialize --partition-range` requires.
 DEFAULT_HOURS_PER_RUN = 24 * 31
 
-PIPELINE_START = parse_utc(os.getenv("CARBON_PIPELINE_START", DEFAULT_START))
-HOURS_PER_RUN = int(os.getenv("CARBON_PIPELINE_BACKFILL_HOURS_PER_RUN", DEFAULT_HOURS_PER_RUN))
+try:
+    PIPELINE_START = parse_utc(env("CARBON_PIPELINE_START", DEFAULT_START))
+except ValueError as exc:
+    raise ConfigError(f"CARBON_PIPELINE_START: {exc}") from None
+HOURS_PER_RUN = env_int("CARBON_PIPELINE_BACKFILL_HOURS_PER_RUN", DEFAULT_HOURS_PER_RUN, minimum=0)
 
 hourly_partitions = dg.HourlyPartitionsDefinition(
     start_date=PIPELINE_START.strftime("%Y-%m-%d-%H:%M"), timezone="UTC"
@@ -26,3 +31,13 @@ backfill_policy = (
     if HOURS_PER_RUN > 0
     else dg.BackfillPolicy.single_run()
 )
+
+
+def range_tags(start: datetime, end: datetime) -> dict[str, str]:
+    """Tags that make one run cover the partitions [start, end)."""
+    return {
+        "dagster/asset_partition_range_start": start.strftime(PARTITION_KEY_FORMAT),
+        "dagster/asset_partition_range_end": (end - timedelta(hours=1)).strftime(
+            PARTITION_KEY_FORMAT
+        ),
+    }

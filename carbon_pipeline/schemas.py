@@ -68,14 +68,18 @@ _source = pa.Column(
 )
 
 
-def _cpu_within_capacity(frame: pd.DataFrame) -> pd.Series:
-    capacity = frame["cpu_count"] * 3600.0
-    used = frame["busy_cpu_seconds_total"] + frame["idle_cpu_seconds_total"]
+def within_capacity(frame: pd.DataFrame) -> pd.Series:
+    """Whether each host-hour's busy + idle CPU seconds fit in cpu_count x 3600 (plus the
+    tolerance for Prometheus' extrapolation). False where a value is not finite."""
+    capacity = frame["cpu_count"].astype(float) * 3600.0
+    used = frame["busy_cpu_seconds_total"].astype(float) + frame["idle_cpu_seconds_total"].astype(
+        float
+    )
     return used <= capacity * (1 + CPU_SECONDS_TOLERANCE) + 1.0
 
 
 _capacity_check = pa.Check(
-    _cpu_within_capacity,
+    within_capacity,
     error="busy + idle CPU seconds exceed cpu_count x 3600 (plus tolerance)",
 )
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
 
-from carbon_pipeline.backfill import range_tags
+from carbon_pipeline.config import env_choice, env_int
 from carbon_pipeline.intensity import SOURCES, hourly_intensity
+from carbon_pipeline.partitions import range_tags
 from carbon_pipeline.resources import CarbonIntensityResource, WarehouseResource
 from carbon_pipeline.resources.carbon_intensity import CarbonIntensityError
 from carbon_pipeline.schedules import hourly_job
@@ -60,9 +60,9 @@ def improvable_hours(
 
 @dg.sensor(
     job=hourly_job,
-    minimum_interval_seconds=int(os.getenv("CARBON_INTENSITY_RECHECK_SECONDS", "3600")),
+    minimum_interval_seconds=env_int("CARBON_INTENSITY_RECHECK_SECONDS", 3600, minimum=30),
     default_status=dg.DefaultSensorStatus[
-        os.getenv("CARBON_PIPELINE_SCHEDULE_STATUS", "RUNNING").upper()
+        env_choice("CARBON_PIPELINE_SCHEDULE_STATUS", "RUNNING", ("RUNNING", "STOPPED"))
     ],
     description=(
         "Finds hours stored with a forecast or fallback intensity (within "
@@ -81,7 +81,7 @@ def intensity_actuals_sensor(
             warehouse,
             carbon_intensity_api,
             now,
-            int(os.getenv("CARBON_INTENSITY_RECHECK_DAYS", "7")),
+            env_int("CARBON_INTENSITY_RECHECK_DAYS", 7, minimum=0),
         )
     except CarbonIntensityError as exc:
         return dg.SkipReason(f"the Carbon Intensity API is not answering: {exc}")

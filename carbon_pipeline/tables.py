@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from carbon_pipeline.energy import METRICS
-from carbon_pipeline.resources.warehouse import TableSpec
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table the pipeline writes: its name and (column, kind) pairs in COPY order; kinds
+    are float8, int8, int4, timestamptz and text."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c for c, _ in self.columns]
+
 
 _METRIC_COLUMNS = tuple((m, "float8") for m in METRICS)
 _INTENSITY_COLUMNS = (("intensity_gco2eq_per_kwh", "float8"), ("intensity_source", "text"))

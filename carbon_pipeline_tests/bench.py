@@ -340,8 +340,10 @@ def measure_ui(args) -> dict:
         moments.append(
             {
                 "created": record.create_timestamp.timestamp(),
-                "dequeued": seen.get("RUN_DEQUEUED", record.create_timestamp.timestamp()),
-                "started": record.start_time,
+                # The queue daemon marks a run STARTING when it takes it from the queue;
+                # START is its worker's first event.
+                "dequeued": seen[dg.DagsterEventType.RUN_STARTING.value],
+                "started": seen[dg.DagsterEventType.RUN_START.value],
                 "ended": record.end_time,
             }
         )

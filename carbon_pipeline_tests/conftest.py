@@ -21,12 +21,12 @@ os.environ.setdefault("CARBON_PIPELINE_START", "2023-01-01T00:00Z")
 os.environ.setdefault("CARBON_PIPELINE_ASSET_RETRIES", "1")
 os.environ.setdefault("CARBON_PIPELINE_ASSET_RETRY_DELAY_SECONDS", "0")
 
-from carbon_pipeline.backfill import range_tags  # noqa: E402
 from carbon_pipeline.definitions import ASSETS
 from carbon_pipeline.demo import postgres
 from carbon_pipeline.demo.intensity_server import IntensityServer, synthetic_periods
 from carbon_pipeline.demo.loader import load_history, write_registry_seed
 from carbon_pipeline.demo.prometheus_server import PrometheusServer, ensure_installed
+from carbon_pipeline.partitions import range_tags  # noqa: E402
 from carbon_pipeline.resources import (
     CarbonIntensityResource,
     PipelineSettings,

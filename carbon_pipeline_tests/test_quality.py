@@ -14,12 +14,12 @@ import pandas as pd
 import psycopg
 import pytest
 
-from carbon_pipeline.backfill import range_tags
 from carbon_pipeline.definitions import ASSETS
 from carbon_pipeline.demo.fleet import Fleet, FleetHost
 from carbon_pipeline.demo.intensity_server import NESO_2023, IntensityServer, neso_periods
 from carbon_pipeline.demo.loader import load_history
 from carbon_pipeline.demo.prometheus_server import PrometheusServer
+from carbon_pipeline.partitions import range_tags
 from carbon_pipeline.resources import (
     CarbonIntensityResource,
     PrometheusResource,

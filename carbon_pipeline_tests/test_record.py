@@ -15,11 +15,11 @@ import pytest
 import requests
 
 from carbon_pipeline.assets.common import REPLACE_SOURCES_TAG
-from carbon_pipeline.backfill import range_tags
 from carbon_pipeline.definitions import ASSETS
 from carbon_pipeline.demo.fleet import Fleet, FleetHost
 from carbon_pipeline.demo.loader import load_history, write_registry_seed
 from carbon_pipeline.demo.prometheus_server import PrometheusServer
+from carbon_pipeline.partitions import range_tags
 from carbon_pipeline.resources import CarbonIntensityResource, PrometheusResource, RegistryResource
 from carbon_pipeline_tests import expected
 from carbon_pipeline_tests.conftest import cli, materialize_range, read_table

@@ -1,6 +1,5 @@
 """Warehouse stage: host-hours attributed to every scope and to the workspaces that held them."""
 
-import os
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -12,11 +11,13 @@ from carbon_pipeline.assets.usage import host_usage
 from carbon_pipeline.attribution import (
     SCOPE_KEYS,
     UNATTRIBUTED,
+    group_name,
     hourly_shares,
     scope_facts,
     workspace_usage,
 )
 from carbon_pipeline.checks import CONSERVATION, FRESHNESS, conservation_gaps
+from carbon_pipeline.config import env_float
 from carbon_pipeline.holdings import holdings
 from carbon_pipeline.resources import PipelineSettings, RegistryResource, WarehouseResource
 from carbon_pipeline.resources.warehouse import dimension_ids, ids_of, load_query
@@ -128,7 +129,7 @@ def usage_facts(
 def freshness(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """Whether the newest hour the facts hold is recent (a backfill of history fails it,
     as it should: the warehouse is not up to date)."""
-    limit_hours = float(os.getenv("CARBON_PIPELINE_FRESHNESS_HOURS", "3"))
+    limit_hours = env_float("CARBON_PIPELINE_FRESHNESS_HOURS", 3.0, minimum=0)
     with warehouse.connect() as conn:
         (newest,) = conn.execute("SELECT max(timestamp_utc) FROM fact_usage_ada").fetchone()
     age = (datetime.now(UTC) - newest).total_seconds() / 3600 if newest else float("inf")
@@ -233,17 +234,23 @@ def _upsert_sessions(conn, intervals, held, ids) -> dict[str, int]:
         sessions,
         ["hostname", "instance_id", "user_id", "started_at", "ended_at"],
     )
-    latest = held.sort_values("timestamp_utc").drop_duplicates("workspace_id", keep="last")
+    latest = held.sort_values(
+        ["timestamp_utc", "cloud_project_name", "machine_name"], kind="stable"
+    )
+    latest = latest.drop_duplicates("workspace_id", keep="last")
+    latest = latest.assign(
+        group_name=group_name(latest["cloud_project_name"], latest["machine_name"])
+    )
     labels = sorted(
         (
             session_ids[w],
             ids["machine"][m],
             ids["project"][p],
-            ids["group"][f"{p}_{m}"],
+            ids["group"][g],
             hour.to_pydatetime(),
         )
-        for w, p, m, hour in latest[
-            ["workspace_id", "cloud_project_name", "machine_name", "timestamp_utc"]
+        for w, p, m, g, hour in latest[
+            ["workspace_id", "cloud_project_name", "machine_name", "group_name", "timestamp_utc"]
         ].itertuples(index=False)
     )
     names = ("id", "machine", "project", "group", "hour")
@@ -286,5 +293,5 @@ def _bridge_project_users(conn, usage, shares, ids) -> None:
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO bridge_project_user (project_id, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-            [(ids["project"][p], ids["user"][u]) for p, u in pairs.itertuples(index=False)],
+            sorted((ids["project"][p], ids["user"][u]) for p, u in pairs.itertuples(index=False)),
         )

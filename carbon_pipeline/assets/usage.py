@@ -70,7 +70,10 @@ def host_usage(
 def _with_dimension_ids(conn, usage: pd.DataFrame) -> pd.DataFrame:
     """usage with instance, project, machine and group ids, creating missing dimension rows."""
     usage = usage.assign(group_name=group_name(usage["cloud_project_name"], usage["machine_name"]))
-    latest = usage.sort_values("timestamp_utc").drop_duplicates("hostname", keep="last")
+    # The labels a host had in its latest hour (ties between label sets broken by name).
+    latest = usage.sort_values(
+        ["timestamp_utc", "cloud_project_name", "machine_name"], kind="stable"
+    ).drop_duplicates("hostname", keep="last")
     instances = pd.DataFrame(
         {
             "hostname": latest["hostname"],
@@ -129,7 +132,9 @@ def _with_dimension_ids(conn, usage: pd.DataFrame) -> pd.DataFrame:
     }
     for id_column, name_column in keys.items():
         usage[id_column] = ids_of(usage[name_column], ids[id_column])
-    pairs = usage[["project_id", "group_id"]].drop_duplicates()
+    pairs = (
+        usage[["project_id", "group_id"]].drop_duplicates().sort_values(["project_id", "group_id"])
+    )
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO bridge_project_group (project_id, group_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",

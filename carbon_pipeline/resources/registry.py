@@ -94,7 +94,8 @@ class RegistryResource(dg.ConfigurableResource):
         self, start: datetime, end: datetime, ids: list[str] = ()
     ) -> pd.DataFrame:
         """Workspaces that may have held a host at some time in [start, end), and those of
-        `ids` (workspace ids as str) that the registry still has, whatever their times say."""
+        `ids` (workspace ids as str) that the registry still has, whatever their times say
+        (looked up only when the first answer lacks them: usually it has them all)."""
         overlapping = {
             "$and": [
                 {"$or": [{"created_time": {"$lt": end}}, {"acquired_time": {"$lt": end}}]},
@@ -107,11 +108,6 @@ class RegistryResource(dg.ConfigurableResource):
                 },
             ]
         }
-        query = overlapping
-        if len(ids):
-            # Ids are stored as text; the registry's are ObjectIds (or whatever it used).
-            as_stored = [*ids, *(ObjectId(i) for i in ids if ObjectId.is_valid(i))]
-            query = {"$or": [overlapping, {"_id": {"$in": as_stored}}]}
         projection = {
             "hostname": 1,
             "owner": 1,
@@ -120,7 +116,12 @@ class RegistryResource(dg.ConfigurableResource):
             "deleted_time": 1,
         }
         with phase("registry"):
-            documents = list(self.db()["workspaces"].find(query, projection))
+            documents = list(self.db()["workspaces"].find(overlapping, projection))
+            missing = set(ids) - {str(d.get("_id")) for d in documents}
+            if missing:
+                # Ids are stored as text; the registry's are ObjectIds (or whatever it used).
+                as_stored = [*missing, *(ObjectId(i) for i in missing if ObjectId.is_valid(i))]
+                documents += self.db()["workspaces"].find({"_id": {"$in": as_stored}}, projection)
         rows = [
             (
                 str(doc.get("_id")),

@@ -8,7 +8,6 @@ import io
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +19,8 @@ import sqlalchemy as sa
 from psycopg.types.json import Jsonb
 
 from carbon_pipeline.resources import binary_copy
-from carbon_pipeline.secrets import mask_url
+from carbon_pipeline.secrets import mask_secrets, mask_url
+from carbon_pipeline.tables import TableSpec
 from carbon_pipeline.times import utc_ns
 from carbon_pipeline.timing import phase
 
@@ -90,6 +90,17 @@ def _advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
+def describe_connection_error(exc: BaseException) -> str | None:
+    """One line for an error reaching PostgreSQL (credentials masked), or None if it is not
+    one."""
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.ArgumentError):
+        exc = exc.orig or exc
+    if isinstance(exc, psycopg.OperationalError | sa.exc.ArgumentError):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"cannot use the database: {mask_secrets(first)} (check DATABASE_URL)"
+    return None
+
+
 def months(start: datetime, end: datetime) -> list[str]:
     """The UTC months ('YYYY-MM') that [start, end) touches, in order."""
     first = pd.Timestamp(start).tz_convert("UTC").tz_localize(None).to_period("M")
@@ -151,19 +162,6 @@ def apply_migrations(engine: sa.Engine) -> list[str]:
 
 
 # ---- binary COPY ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """A table the pipeline writes: its name and (column, kind) pairs in COPY order; kinds
-    are float8, int8, int4, timestamptz and text."""
-
-    name: str
-    columns: tuple[tuple[str, str], ...]
-
-    @property
-    def column_names(self) -> list[str]:
-        return [c for c, _ in self.columns]
 
 
 class WindowWriter:
