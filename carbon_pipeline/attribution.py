@@ -32,9 +32,35 @@ SCOPE_KEYS = {
 }
 
 
+class GroupNameError(ValueError):
+    """Two (project, machine) pairs give the same group name."""
+
+
 def group_name(cloud_project_name: pd.Series, machine_name: pd.Series) -> pd.Series:
     """The machine group of a host: `{cloud_project_name}_{machine_name}`."""
     return cloud_project_name.astype(str) + "_" + machine_name.astype(str)
+
+
+def refuse_colliding_groups(groups: pd.DataFrame) -> None:
+    """Refuse group names that two (project, machine) pairs share (`A_B` + `C` and `A` +
+    `B_C` both give `A_B_C`): their usage would be summed into one group, and the registry's
+    group document could be either's. `groups`: group_name, cloud_project_name, machine_name
+    of the pairs seen now and of those stored."""
+    pairs = groups.drop_duplicates(["group_name", "cloud_project_name", "machine_name"])
+    shared = pairs[pairs.duplicated("group_name", keep=False)].sort_values(
+        ["group_name", "cloud_project_name", "machine_name"]
+    )
+    if len(shared):
+        name = shared["group_name"].iloc[0]
+        both = shared[shared["group_name"] == name]
+        raise GroupNameError(
+            f"the group name {name!r} would stand for "
+            + " and ".join(
+                f"project {p!r} with machine {m!r}"
+                for p, m in zip(both["cloud_project_name"], both["machine_name"], strict=True)
+            )
+            + "; rename one of the Prometheus labels (or relabel it in the scrape config)"
+        )
 
 
 def holding_intervals(workspaces: pd.DataFrame) -> pd.DataFrame:

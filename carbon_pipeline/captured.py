@@ -7,7 +7,7 @@ intensities are then the only copy. So a new answer only ever adds or corrects:
   implausible (quarantined) answer never replaces a plausible stored value;
 - a host-hour stored but missing from the answer is kept;
 - an hour's intensity is replaced only by one of the same or better provenance
-  (actual > forecast > fallback).
+  (actual > forecast > fallback; both half-hours > one).
 `replace=True` takes the answer as it is (deliberate replacement of host-hours).
 """
 
@@ -113,8 +113,8 @@ def merge_intensity(
     if stored.empty:
         return answered, IntensityMerge()
     old = stored.set_index("timestamp_utc").reindex(answered["timestamp_utc"])
-    new_rank = _rank(answered["intensity_source"])
-    old_rank = _rank(old["intensity_source"])  # NaN: nothing stored
+    new_rank = provenance_rank(answered)
+    old_rank = provenance_rank(old)  # NaN: nothing stored
     keep_old = old_rank < new_rank
     same = old_rank == new_rank
     differs = (
@@ -157,6 +157,11 @@ def describe_host_merge(counts: HostMerge) -> list[str]:
     return said
 
 
-def _rank(sources: pd.Series) -> np.ndarray:
-    """0 for actual, 1 forecast, 2 fallback; NaN where there is none."""
-    return sources.map({source: n for n, source in enumerate(SOURCES)}).to_numpy(dtype=float)
+def provenance_rank(hours: pd.DataFrame) -> np.ndarray:
+    """How good each hour's intensity is, lower is better: actual before forecast before
+    fallback, and within each, an hour with both its half-hours before one with only one.
+    NaN where there is no hour."""
+    source = hours["intensity_source"].map({s: n for n, s in enumerate(SOURCES)})
+    periods = hours["period_count"] if "period_count" in hours else pd.Series(2, index=hours.index)
+    missing_periods = (2 - periods.clip(upper=2)).where(hours["intensity_source"] != "fallback", 0)
+    return (3 * source + missing_periods).to_numpy(dtype=float)

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from carbon_pipeline.energy import METRICS
+from carbon_pipeline.resources.prometheus import UNIDENTIFIED
 from carbon_pipeline.schemas import within_capacity
 
 CONSERVATION = "conservation"
@@ -44,6 +45,9 @@ def split_implausible(host_cpu: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
     )
     reason[(busy < 0) | (idle < 0)] = "negative CPU seconds"
     reason[~np.isfinite(busy) | ~np.isfinite(idle)] = "CPU seconds not finite (NaN or Inf)"
+    reason[(host_cpu["hostname"] == UNIDENTIFIED).to_numpy()] = (
+        "series without a host or instance label: no host to count it for"
+    )
     rejected = reason != ""
     return (
         host_cpu[~rejected].reset_index(drop=True),

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "--hours-per-run",
         type=int,
         default=None,
-        help="hours per Dagster run (default CARBON_PIPELINE_BACKFILL_HOURS_PER_RUN or 744)",
+        help="hours per Dagster run (default CARBON_PIPELINE_BACKFILL_HOURS_PER_RUN or 1460)",
     )
     backfill.add_argument(
         "--from",

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from carbon_pipeline.resources.prometheus import UNIDENTIFIED
 from carbon_pipeline.times import hour_range
 
 LOOKAROUND = timedelta(hours=24)
@@ -57,9 +58,11 @@ class Coverage:
 
     def reported(self, frame: pd.DataFrame) -> None:
         """Host-hours (timestamp_utc, hostname, cloud_project_name, machine_name) in the record."""
-        if frame.empty:
+        hosts = frame[frame["hostname"] != UNIDENTIFIED].drop_duplicates(
+            ["timestamp_utc", "hostname"]
+        )
+        if hosts.empty:
             return
-        hosts = frame.drop_duplicates(["timestamp_utc", "hostname"])
         hour = _hours_since(hosts["timestamp_utc"], self._origin).astype(np.int64)
         inside = (hour >= 0) & (hour < len(self.hours))
         hosts, hour = hosts[inside], hour[inside]

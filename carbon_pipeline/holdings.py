@@ -33,12 +33,15 @@ def stored_sessions(warehouse: WarehouseResource, start: datetime, end: datetime
 
 def holdings(
     registry: RegistryResource, warehouse: WarehouseResource, start: datetime, end: datetime
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, list[str]]:
     """(workspace_id, hostname, ext_user_id, held_from, held_until) of every workspace that may
     have held a host in [start, end): from the registry's current documents, and from the
-    stored sessions of workspaces the registry no longer has."""
+    stored sessions of workspaces the registry no longer has; and the problems found in the
+    registry's documents (each names the workspace and the field)."""
     stored = stored_sessions(warehouse, start, end)
-    workspaces = registry.workspaces_overlapping(start, end, ids=stored["workspace_id"].tolist())
+    workspaces, problems = registry.workspaces_overlapping(
+        start, end, ids=stored["workspace_id"].tolist()
+    )
     purged = stored[~stored["workspace_id"].isin(workspaces["workspace_id"])]
     if len(purged):
         log.warning(
@@ -47,6 +50,6 @@ def holdings(
             ", ".join(purged["workspace_id"].head(5)),
         )
     intervals = holding_intervals(workspaces)
-    if purged.empty:
-        return intervals
-    return pd.concat([intervals, purged], ignore_index=True)
+    if len(purged):
+        intervals = pd.concat([intervals, purged], ignore_index=True)
+    return intervals, problems

@@ -11,6 +11,8 @@ from carbon_pipeline.times import hour_range, utc_ns
 
 # Provenance of an hour's intensity, from best to worst: the hour takes the worst of its periods.
 SOURCES = ("actual", "forecast", "fallback")
+# Highest hourly GB intensity on record is about 700 gCO2eq/kWh; beyond this is an error.
+MAX_PLAUSIBLE_INTENSITY = 1500.0
 INTENSITY_COLUMNS = [
     "timestamp_utc",
     "intensity_gco2eq_per_kwh",
@@ -37,24 +39,30 @@ def hourly_intensity(
 ) -> pd.DataFrame:
     """One row per hour of [start, end).
 
-    A period's value is its `actual`, else its `forecast`; an `actual` of 0 while the forecast
-    is at least `glitch_min_forecast` is a known API glitch and the forecast is used instead.
-    An hour is the mean of its periods and is marked `actual` only if every period was.
-    An hour with no period gets the fallback (marked `fallback`) or, with on_missing="fail",
-    raises MissingIntensityError naming the hours. `glitch_periods` counts rejected actuals.
+    A period's value is its `actual`, else its `forecast`. An actual that cannot be true is
+    rejected and the forecast used instead: one of 0 while the forecast is at least
+    `glitch_min_forecast` (a known API glitch), a negative one, one above
+    MAX_PLAUSIBLE_INTENSITY or one that is not finite; a forecast that cannot be true is not
+    used either. An hour is the mean of its usable periods and is marked `actual` only if
+    every one was (`period_count` says how many it had: an hour with one of its two is
+    re-checked by the sensor). An hour with no usable period gets the fallback (marked
+    `fallback`) or, with on_missing="fail", raises MissingIntensityError naming the hours.
+    `glitch_periods` counts rejected actuals.
     """
     if on_missing not in ("fallback", "fail"):
         raise ValueError(f"on_missing must be 'fallback' or 'fail', got {on_missing!r}")
     p = periods
-    glitch = (p["actual"] == 0) & (p["forecast"] >= glitch_min_forecast)
+    forecast_ok = _plausible(p["forecast"])
+    zero_glitch = (p["actual"] == 0) & (p["forecast"] >= glitch_min_forecast)
+    glitch = p["actual"].notna() & (~_plausible(p["actual"]) | zero_glitch)
     use_actual = p["actual"].notna() & ~glitch
-    value = np.where(use_actual, p["actual"], p["forecast"])
+    value = np.where(use_actual, p["actual"], p["forecast"].where(forecast_ok))
     frame = pd.DataFrame(
         {
             "hour": utc_ns(p["period_from"]).dt.floor("h"),
             "value": value,
             "rank": np.where(use_actual, 0, 1),
-            "forecast": p["forecast"],
+            "forecast": p["forecast"].where(forecast_ok),
             "actual": p["actual"].where(use_actual),
             "glitch": glitch.astype("int64"),
         }
@@ -90,3 +98,9 @@ def hourly_intensity(
     )
     hours.index.name = "timestamp_utc"
     return hours.reset_index()[INTENSITY_COLUMNS]
+
+
+def _plausible(values: pd.Series) -> pd.Series:
+    """Finite and within [0, MAX_PLAUSIBLE_INTENSITY] (False for missing values)."""
+    numbers = pd.to_numeric(values, errors="coerce").astype(float)
+    return np.isfinite(numbers) & (numbers >= 0) & (numbers <= MAX_PLAUSIBLE_INTENSITY)

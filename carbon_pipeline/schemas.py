@@ -9,11 +9,9 @@ import pandera.pandas as pa
 from pandera.engines import pandas_engine
 
 from carbon_pipeline.energy import METRICS
-from carbon_pipeline.intensity import SOURCES
+from carbon_pipeline.intensity import MAX_PLAUSIBLE_INTENSITY, SOURCES
 
 UTC_NS = pandas_engine.DateTime(tz="UTC", unit="ns")
-# Highest hourly GB intensity on record is about 700 gCO2eq/kWh; beyond this is an error.
-MAX_PLAUSIBLE_INTENSITY = 1500.0
 # busy + idle CPU seconds of a host-hour may exceed cores x 3600 only by Prometheus'
 # extrapolation at the edges of a series: allow this fraction plus one second.
 CPU_SECONDS_TOLERANCE = 0.02

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pandas as pd
 
+from carbon_pipeline.captured import provenance_rank
 from carbon_pipeline.config import env_choice, env_int
-from carbon_pipeline.intensity import SOURCES, hourly_intensity
+from carbon_pipeline.intensity import hourly_intensity
 from carbon_pipeline.partitions import range_tags
 from carbon_pipeline.resources import CarbonIntensityResource, WarehouseResource
 from carbon_pipeline.resources.carbon_intensity import CarbonIntensityError
@@ -17,9 +18,10 @@ from carbon_pipeline.times import HOUR
 
 # Stored hours whose intensity is not an actual, within the look-back window.
 ESTIMATED_HOURS = """
-SELECT extract(epoch FROM timestamp_utc)::bigint AS timestamp_epoch, intensity_source
+SELECT extract(epoch FROM timestamp_utc)::bigint AS timestamp_epoch, intensity_source, period_count
 FROM carbon_intensity_hourly
-WHERE intensity_source <> 'actual' AND timestamp_utc >= %(since)s AND timestamp_utc < %(until)s
+WHERE (intensity_source <> 'actual' OR period_count < 2)
+  AND timestamp_utc >= %(since)s AND timestamp_utc < %(until)s
 ORDER BY timestamp_utc
 """
 
@@ -52,10 +54,21 @@ def improvable_hours(
     first = stored["timestamp_utc"].min().to_pydatetime()
     last = stored["timestamp_utc"].max().to_pydatetime() + HOUR
     fresh = hourly_intensity(api.periods(first, last), first, last, on_missing="fallback")
-    rank = {source: n for n, source in enumerate(SOURCES)}
     merged = stored.merge(fresh, on="timestamp_utc", suffixes=("_stored", "_now"))
-    better = merged["intensity_source_now"].map(rank) < merged["intensity_source_stored"].map(rank)
-    return sorted(merged.loc[better, "timestamp_utc"])
+    now_rank = provenance_rank(
+        merged.rename(
+            columns={"intensity_source_now": "intensity_source", "period_count_now": "period_count"}
+        )
+    )
+    stored_rank = provenance_rank(
+        merged.rename(
+            columns={
+                "intensity_source_stored": "intensity_source",
+                "period_count_stored": "period_count",
+            }
+        )
+    )
+    return sorted(merged.loc[now_rank < stored_rank, "timestamp_utc"])
 
 
 @dg.sensor(

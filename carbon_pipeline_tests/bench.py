@@ -455,7 +455,9 @@ def main_bench(args) -> int:
     hosts = 25 if args.quick else args.hosts
     end = month_start(2025, 3 + months)
     hours = int((end - start) / timedelta(hours=1))
-    hours_per_run = int(os.getenv("CARBON_PIPELINE_BACKFILL_HOURS_PER_RUN", "744"))
+    from carbon_pipeline.partitions import HOURS_PER_RUN
+
+    hours_per_run = HOURS_PER_RUN
     chunk_hours = int(os.getenv("CARBON_PIPELINE_CHUNK_HOURS", "744"))
     report: dict = {
         "hosts": hosts,

@@ -33,6 +33,9 @@ def test_quick_benchmark_reports_every_measurement(tmp_path):
         "(d) Dagster floor",
         "our own work (a - d) / I/O floor (b) =",
         "one run per partition (c) / backfill (a) =",
+        "(e) the same backfill launched from the UI",
+        "daemon picks it up: first run submitted",
+        "the UI backfill (e) / the CLI backfill (a) =",
     ):
         assert line in done.stdout
     (saved,) = tmp_path.glob("results-*.json")
@@ -42,3 +45,4 @@ def test_quick_benchmark_reports_every_measurement(tmp_path):
     rows = report["a"]["rows"]
     assert rows["fact_usage_ada"] == 744 and rows["carbon_intensity_hourly"] == 744
     assert rows["host_cpu_hourly"] == rows["fact_usage_instance"] > 744 * 15
+    assert report["e"]["rows"] == rows  # the UI path wrote exactly what the CLI path did

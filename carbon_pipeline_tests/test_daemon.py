@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -429,9 +430,16 @@ def test_carbon_pipeline_ui_serves_the_asset_graph_and_stops_within_seconds(
         stderr=subprocess.PIPE,
         text=True,
     )
+    printed: list[str] = []
+    reader = threading.Thread(target=lambda: printed.extend(ui.stdout), daemon=True)
+    reader.start()
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
+        while not any(f"Dagster UI on {url}" in line for line in printed):
+            assert ui.poll() is None, ui.stderr.read()[-2000:]
+            assert time.monotonic() < deadline, "the UI never said it was ready"
+            time.sleep(0.2)
         assets = None
         while time.monotonic() < deadline and assets is None:
             try:
@@ -463,12 +471,13 @@ def test_carbon_pipeline_ui_serves_the_asset_graph_and_stops_within_seconds(
         # It stops everything within seconds by design (SIGTERM, then SIGKILL after 5 s; the
         # benchmark times it); the deadline here only catches a hang.
         ui.send_signal(stop)
-        out, err = ui.communicate(timeout=60)
+        ui.wait(timeout=60)
+        reader.join(timeout=10)
     finally:
         if ui.poll() is None:
             ui.kill()
-    assert ui.returncode == 0, err[-2000:]
-    assert f"Dagster UI on {url}" in out and "stopped" in out
+    assert ui.returncode == 0, ui.stderr.read()[-2000:]
+    assert printed[-1].strip() == "stopped"
     deadline = time.monotonic() + 10
     while _processes_of(home) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -104,8 +104,8 @@ def test_a_label_matcher_with_odd_characters_selects_exactly_that_series(prometh
     client = PrometheusResource(
         prometheus_url=server.url, label_matchers={"machine_name": ODD_MACHINE}
     )
-    got, warnings = client.host_cpu_seconds(WINDOW_START, WINDOW_START + timedelta(hours=3))
-    assert warnings == []
+    got, warnings, notes = client.host_cpu_seconds(WINDOW_START, WINDOW_START + timedelta(hours=3))
+    assert warnings == notes == []
     assert set(got["machine_name"]) == {ODD_MACHINE}
     assert got["busy_cpu_seconds_total"].tolist() == [900.0, 900.0, 900.0]
 

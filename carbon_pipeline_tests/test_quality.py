@@ -14,6 +14,7 @@ import pandas as pd
 import psycopg
 import pytest
 
+from carbon_pipeline.config import ConfigError
 from carbon_pipeline.definitions import ASSETS
 from carbon_pipeline.demo.fleet import Fleet, FleetHost
 from carbon_pipeline.demo.intensity_server import NESO_2023, IntensityServer, neso_periods
@@ -130,7 +131,7 @@ def test_prometheus_errors_name_the_query_and_hours(prometheus):
     bad_name = PrometheusResource(
         prometheus_url=server.url, label_matchers={'x"} or vector(1) #': "y"}
     )
-    with pytest.raises(PrometheusError, match="is not a Prometheus label name"):
+    with pytest.raises(ConfigError, match="is not a Prometheus label name"):
         bad_name.host_cpu_seconds(START, END)
 
 

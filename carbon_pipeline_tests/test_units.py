@@ -306,3 +306,114 @@ def test_coverage_grows_to_any_number_of_hosts():
     gaps = coverage.gaps(pd.DataFrame({"hostname": [], "held_from": [], "held_until": []}))
     assert len(gaps) == 990 and set(gaps["timestamp_utc"]) == {pd.Timestamp(at(1))}
     assert set(gaps["hostname"]) == set(names[10:])
+
+
+@pytest.mark.parametrize(
+    "text, hidden, shown",
+    [
+        ("postgresql://carbon:pa/ss@db:5432/w", "pa/ss", "postgresql://carbon:***@db:5432/w"),
+        ("https://api.example/x?token=abc123&page=2", "abc123", "token=***&page=2"),
+        ("http://p:9090/api?access_token=zz9 failed", "zz9", "access_token=*** failed"),
+        ("connect to postgresql://u:secret@h/d failed", "secret", "postgresql://u:***@h/d"),
+    ],
+)
+def test_secrets_are_masked_in_any_text(text, hidden, shown):
+    from carbon_pipeline.secrets import mask_secrets, mask_url
+
+    for masked in (mask_secrets(text), mask_url(text)):
+        assert hidden not in masked and shown in masked
+
+
+def test_registry_times_are_dates_iso_text_or_epochs():
+    from carbon_pipeline.resources.registry import parse_workspace
+
+    seven = datetime(2025, 3, 20, 7, tzinfo=UTC)
+    for value in (
+        seven,
+        seven.replace(tzinfo=None),
+        "2025-03-20T07:00:00Z",
+        "2025-03-20 07:00",
+        int(seven.timestamp()),
+        seven.timestamp() * 1000,
+    ):
+        row, problems = parse_workspace(
+            {"_id": "w", "hostname": "h", "owner": "o", "created_time": value}
+        )
+        assert row == ("w", "h", "o", seven, None, None) and problems == [], value
+    for value, why in (
+        ("soon", "'soon' is not an ISO 8601 time"),
+        (True, "a boolean (True) is not a time"),
+        ({"$x": 1}, "a dict is not a time"),
+        (None, "missing"),
+    ):
+        row, problems = parse_workspace({"_id": "w", "hostname": "h", "created_time": value})
+        assert row is None and problems == [
+            f"workspace w: created_time: {why}; the workspace is skipped"
+        ]
+    row, problems = parse_workspace(
+        {"_id": "w", "hostname": "h", "owner": ["o"], "created_time": seven}
+    )
+    assert row == ("w", "h", None, seven, None, None)
+    assert problems == [
+        "workspace w: owner: a list is not a platform_name; its hours go to unattributed"
+    ]
+
+
+def test_a_hosts_labels_are_chosen_the_same_whatever_the_row_order():
+    from carbon_pipeline.assets.usage import latest_labels
+
+    rows = pd.DataFrame(
+        {
+            "timestamp_utc": utc_ns([at(0), at(1), at(1), at(1)]),
+            "hostname": ["a", "a", "a", "b"],
+            "cloud_project_name": ["P", "P", "Q", "P"],
+            "machine_name": ["M", "N", "M", "M"],
+        }
+    )
+    want = latest_labels(rows).sort_values("hostname", ignore_index=True)
+    assert want[["hostname", "cloud_project_name", "machine_name"]].values.tolist() == [
+        ["a", "Q", "M"],
+        ["b", "P", "M"],
+    ]
+    for seed in range(5):
+        shuffled = rows.sample(frac=1, random_state=seed)
+        got = latest_labels(shuffled).sort_values("hostname", ignore_index=True)
+        pd.testing.assert_frame_equal(got, want)
+
+
+def test_group_names_shared_by_two_pairs_are_refused():
+    from carbon_pipeline.attribution import GroupNameError, refuse_colliding_groups
+
+    pairs = pd.DataFrame(
+        {
+            "group_name": ["A_B_C", "X_Y"],
+            "cloud_project_name": ["A_B", "X"],
+            "machine_name": ["C", "Y"],
+        }
+    )
+    refuse_colliding_groups(pd.concat([pairs, pairs]))  # the same pair twice is fine
+    clash = pd.DataFrame(
+        {"group_name": ["A_B_C"], "cloud_project_name": ["A"], "machine_name": ["B_C"]}
+    )
+    with pytest.raises(
+        GroupNameError, match="'A_B_C' would stand for project 'A' with machine 'B_C'"
+    ):
+        refuse_colliding_groups(pd.concat([pairs, clash]))
+
+
+def test_impossible_intensities_use_the_forecast_else_the_fallback():
+    frame = periods(
+        [
+            (at(0), 100.0, -3.0),  # negative actual: forecast
+            (at(0.5), 100.0, 110.0),
+            (at(1), 120.0, float("inf")),  # infinite actual: forecast
+            (at(1.5), 2000.0, float("nan")),  # impossible forecast, no actual: unusable
+            (at(2), -1.0, 1600.0),  # nothing usable in the hour
+            (at(2.5), float("nan"), None),
+        ]
+    )
+    hours = hourly_intensity(frame, at(0), at(3), fallback_gco2eq_per_kwh=200.0)
+    assert hours["intensity_gco2eq_per_kwh"].tolist() == [105.0, 120.0, 200.0]
+    assert hours["intensity_source"].tolist() == ["forecast", "forecast", "fallback"]
+    assert hours["period_count"].tolist() == [2, 1, 0]
+    assert hours["glitch_periods"].tolist() == [1, 1, 0]

@@ -373,6 +373,144 @@ def test_heatmap_covers_every_entity_for_a_year(warehouse_url):
         ada["kwh"] > 0 and len(rows) == 1 + 3 + 4 + 4 + 5
     )  # ada, projects, machines, groups, users
     later = as_analyst(
-        warehouse_url, "SELECT sum(total_kwh) AS kwh FROM v_usage_heatmap", now="2026-06-30T00:00Z"
+        warehouse_url, "SELECT count(*) AS n FROM v_usage_heatmap", now="2026-06-30T00:00Z"
     )
-    assert later["kwh"].iloc[0] == 0  # a year later the March 2025 data has left the window
+    assert later["n"].iloc[0] == 0  # a year later no entity has data in the window: none listed
+
+
+def test_active_workspaces_are_those_holding_a_host_at_reporting_now(warehouse_url):
+    def active(now):
+        return as_analyst(
+            warehouse_url, "SELECT ext_user_id FROM v_active_workspaces ORDER BY 1", now=now
+        )["ext_user_id"].tolist()
+
+    # At 2025-03-03T12:00 alice's .10 has gone to bob (10:20), dave holds .12 (06:30-20:45)
+    # and carol .11 (until 03-04 12:00); at 2025-03-02 only carol's, erin's and alice's .14
+    # had begun; today the deleted ones are gone.
+    assert active("2025-03-03T12:00Z") == ["alice", "bob", "carol", "dave", "erin"]
+    assert active("2025-03-02T12:00Z") == ["alice", "carol", "erin"]
+    assert active(None) == ["alice", "bob", "erin"]
+
+
+def test_nobody_but_the_pipeline_can_create_in_public_or_lock_its_writes(warehouse_url, resources):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        as_analyst(
+            warehouse_url,
+            "CREATE FUNCTION public.format(text) RETURNS text LANGUAGE sql AS 'SELECT 1::text'",
+        )
+    for statement in (
+        "SELECT * FROM write_lock FOR UPDATE",
+        "LOCK TABLE write_lock",
+        "LOCK TABLE schema_migrations",
+    ):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            as_analyst(warehouse_url, statement)
+    # An analyst holding the advisory locks an earlier version used stalls nothing now.
+    import hashlib
+
+    keys = [
+        int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        for name in (
+            "carbon_migrations",
+            "write:fact_usage_ada,fact_usage_project,fact_usage_machine,fact_usage_group,fact_usage_user,fact_usage_workspace",
+        )
+    ]
+    with psycopg.connect(warehouse_url, autocommit=True) as analyst:
+        analyst.execute("SET ROLE carbon_analyst")
+        for key in keys:
+            analyst.execute("SELECT pg_advisory_lock(%s)", (key,))
+        other = {**resources, "warehouse": type(resources["warehouse"])(database_url=warehouse_url)}
+        assert materialize_range(other, t("2025-03-03T10:00"), t("2025-03-03T11:00")).success
+
+
+def test_functions_pin_their_search_path(warehouse_url):
+    with psycopg.connect(warehouse_url) as conn:
+        rows = conn.execute(
+            "SELECT n.nspname || '.' || p.proname, p.proconfig FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname IN ('public', 'reporting')"
+        ).fetchall()
+    unpinned = {
+        name for name, config in rows if not any(c.startswith("search_path=") for c in config or [])
+    }
+    # usage_between is inlined by the planner (partition pruning), which a SET clause forbids.
+    assert unpinned == {"public.usage_between"}
+    assert len(rows) >= 8
+
+
+def test_a_view_added_later_is_readable_by_analysts(database_url):
+    from carbon_pipeline.resources import WarehouseResource
+
+    WarehouseResource(database_url=database_url).migrate()
+    with psycopg.connect(database_url) as conn:
+        conn.execute("CREATE VIEW v_added_later AS SELECT count(*) AS n FROM fact_usage_ada")
+        # Partitions made later: readable where their table is, and only there.
+        for table in ("host_cpu_hourly", "fact_usage_ada"):
+            conn.execute(
+                "SELECT carbon_ensure_month_partitions(%s, '2031-01-01', '2031-02-01')", (table,)
+            )
+        conn.commit()
+    assert as_analyst(database_url, "SELECT n FROM v_added_later")["n"].iloc[0] == 0
+    assert (
+        as_analyst(database_url, "SELECT count(*) AS n FROM fact_usage_ada_y2031m01")["n"].iloc[0]
+        == 0
+    )
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        as_analyst(database_url, "SELECT * FROM host_cpu_hourly_y2031m01")
+
+
+def as_reporter(url: str, query: str, params=None) -> pd.DataFrame:
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SET ROLE carbon_reporter")
+        cur.execute("SET search_path = reporting")
+        cur.execute("SET TIME ZONE 'UTC'")
+        cur.execute(query, params)
+        return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
+
+
+def test_the_reporter_reads_aggregates_and_no_person(warehouse_url, host):
+    totals = as_reporter(warehouse_url, "SELECT scope, scope_name, total_kwh FROM v_usage_total")
+    assert set(totals["scope"]) == {"ada", "project", "machine", "group"}
+    projects = totals[totals["scope"] == "project"].set_index("scope_name")["total_kwh"]
+    want = host.groupby("cloud_project_name")["total_kwh"].sum()
+    assert projects.sort_index().to_numpy(dtype=float) == pytest.approx(
+        want.sort_index().to_numpy(), rel=REL
+    )
+    window = as_reporter(
+        warehouse_url,
+        "SELECT scope_name, total_kwh FROM usage_between('machine', '2025-03-03', '2025-03-05')",
+    ).set_index("scope_name")["total_kwh"]
+    machines = host.groupby("machine_name")["total_kwh"].sum()
+    assert window.sort_index().to_numpy(dtype=float) == pytest.approx(
+        machines.sort_index().to_numpy(), rel=REL
+    )
+    for scope in ("v_usage_daily", "v_usage_hourly", "v_usage_heatmap", "v_usage_equivalencies"):
+        assert "user" not in set(
+            as_reporter(warehouse_url, f"SELECT DISTINCT scope FROM {scope}")["scope"]
+        )
+    for statement in (
+        "SELECT * FROM usage_between('user', '2025-03-03', '2025-03-05')",
+        "SELECT * FROM public.fact_usage_user",
+        "SELECT * FROM public.dim_user",
+        "SELECT * FROM public.workspace_session",
+        "SELECT * FROM public.v_usage_total",
+        "SELECT * FROM public.v_host_hourly",
+        "SELECT * FROM public.host_cpu_gaps",
+    ):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            as_reporter(warehouse_url, statement)
+
+
+def test_the_reporters_views_are_documented(warehouse_url):
+    with psycopg.connect(warehouse_url) as conn:
+        missing = conn.execute(
+            """
+            SELECT c.relname || coalesce('.' || a.attname, '')
+            FROM pg_class c
+            JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'reporting'
+            LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+            WHERE c.relkind = 'v'
+              AND (obj_description(c.oid, 'pg_class') IS NULL
+                   OR (a.attname IS NOT NULL AND col_description(c.oid, a.attnum) IS NULL))
+            """
+        ).fetchall()
+    assert missing == []

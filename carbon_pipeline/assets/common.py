@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from datetime import datetime
 
 import dagster as dg
+from pandera.errors import SchemaError, SchemaErrors
 
 from carbon_pipeline import timing
+from carbon_pipeline.attribution import GroupNameError
+from carbon_pipeline.config import ConfigError
+from carbon_pipeline.energy import MissingInputError
+from carbon_pipeline.intensity import MissingIntensityError
 from carbon_pipeline.partitions import backfill_policy, hourly_partitions
+from carbon_pipeline.resources.power_model import PowerModelError
+from carbon_pipeline.resources.registry import RegistryError
 from carbon_pipeline.retries import asset_retry_policy
+from carbon_pipeline.secrets import mask_secrets
 from carbon_pipeline.times import whole_hours
 
 # What every asset shares: one partitioning, one backfill policy, one retry policy, owners.
@@ -29,6 +38,38 @@ REPLACE_SOURCES_TAG = "carbon-pipeline/replace-sources"
 
 def replace_sources(context: dg.AssetExecutionContext) -> bool:
     return context.run.tags.get(REPLACE_SOURCES_TAG, "").lower() in ("true", "1", "yes")
+
+
+# Errors in the input, which no retry can mend.
+INPUT_ERRORS = (
+    GroupNameError,
+    SchemaError,
+    SchemaErrors,
+    ConfigError,
+    MissingInputError,
+    MissingIntensityError,
+    PowerModelError,
+    RegistryError,
+)
+
+
+def bad_input_fails_at_once(body: Callable) -> Callable:
+    """An asset body whose input is wrong (configuration, registry documents, a frame that
+    fails its schema, an upstream stage not run) fails at once, naming what was wrong: the
+    retry policy is for transient faults (a source down, a lost connection), and retrying a
+    deterministic error only delays the message."""
+
+    @functools.wraps(body)
+    def guarded(*args, **kwargs):
+        try:
+            return body(*args, **kwargs)
+        except INPUT_ERRORS as exc:
+            raise dg.Failure(
+                description=f"{type(exc).__name__}: {mask_secrets(str(exc))[:4000]}",
+                allow_retries=False,
+            ) from exc
+
+    return guarded
 
 
 def window(context: dg.AssetExecutionContext) -> tuple[datetime, datetime]:

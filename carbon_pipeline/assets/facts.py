@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 from psycopg.types.json import Jsonb
 
-from carbon_pipeline.assets.common import STAGE_DEFAULTS, Progress, window
+from carbon_pipeline.assets.common import STAGE_DEFAULTS, Progress, bad_input_fails_at_once, window
 from carbon_pipeline.assets.usage import host_usage
 from carbon_pipeline.attribution import (
     SCOPE_KEYS,
@@ -60,6 +60,7 @@ from carbon_pipeline.timing import phase
         "fact_usage_user, fact_usage_workspace, workspace_session",
     },
 )
+@bad_input_fails_at_once
 def usage_facts(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
@@ -75,13 +76,15 @@ def usage_facts(
     worst_gap = 0.0
     totals = {"busy_kwh": 0.0, "idle_kwh": 0.0, "busy_gco2eq": 0.0, "idle_gco2eq": 0.0}
     sessions_touched: set[int] = set()
+    registry_problems: set[str] = set()
     specs = [*SCOPE_FACTS.values(), FACT_USAGE_WORKSPACE]
     # Workspace sessions span windows: writers of any two windows update the same sessions,
     # so this stage's runs take turns (the other stages run windows in parallel).
     with warehouse.replace_window(start, end, specs, serialise_all_windows=True) as writer:
         for chunk_start, chunk_end in chunks(start, end, settings.chunk_hours):
             usage = warehouse.read_window("host_usage_window", chunk_start, chunk_end)
-            intervals = holdings(registry, warehouse, chunk_start, chunk_end)
+            intervals, problems = holdings(registry, warehouse, chunk_start, chunk_end)
+            registry_problems.update(problems)
             with phase("transform"):
                 shares = hourly_shares(intervals, chunk_start, chunk_end)
                 facts = scope_facts(usage, shares)
@@ -109,11 +112,14 @@ def usage_facts(
                 load_query("workspace_totals"),
                 {"ids": sorted(sessions_touched), "start": start, "end": end},
             )
-    yield dg.MaterializeResult(
+    for problem in sorted(registry_problems):
+        context.log.warning(f"registry: {problem}")
+    return dg.MaterializeResult(
         metadata={
             **progress.finish(),
             **{f"total_{k}": v for k, v in totals.items()},
             "workspace_sessions": len(sessions_touched),
+            "registry_problems": len(registry_problems),
         },
         check_results=[
             dg.AssetCheckResult(

@@ -3,7 +3,13 @@
 import dagster as dg
 import pandas as pd
 
-from carbon_pipeline.assets.common import STAGE_DEFAULTS, Progress, replace_sources, window
+from carbon_pipeline.assets.common import (
+    STAGE_DEFAULTS,
+    Progress,
+    bad_input_fails_at_once,
+    replace_sources,
+    window,
+)
 from carbon_pipeline.captured import (
     HostMerge,
     describe_host_merge,
@@ -64,6 +70,7 @@ from carbon_pipeline.timing import phase
         ),
     ],
 )
+@bad_input_fails_at_once
 def host_cpu_seconds(
     context: dg.AssetExecutionContext,
     prometheus: PrometheusResource,
@@ -86,20 +93,21 @@ def host_cpu_seconds(
     merged = HostMerge()
     hosts: set[str] = set()
     busy = idle = 0.0
-    rejected_parts, warnings = [], []
+    rejected_parts, warnings, notes = [], [], []
     specs = [HOST_CPU_HOURLY, HOST_CPU_REJECTED, HOST_CPU_GAPS]
     with warehouse.replace_window(start, end, specs) as writer:
         for chunk_start, chunk_end in chunks(start, end, settings.chunk_hours):
-            answer, said = prometheus.host_cpu_seconds(chunk_start, chunk_end)
-            coverage.warned(said, chunk_start, chunk_end)
-            warnings += [w for w in said if w not in warnings]
+            answer = prometheus.host_cpu_seconds(chunk_start, chunk_end)
+            coverage.warned(answer.warnings, chunk_start, chunk_end)
+            warnings += [w for w in answer.warnings if w not in warnings]
+            notes += [n for n in answer.notes if n not in notes]
             # What the record holds now (committed: this transaction's delete is not seen).
             stored = warehouse.read_window("host_cpu_window", chunk_start, chunk_end)
             stored_rejected = warehouse.read_window(
                 "host_cpu_rejected_window", chunk_start, chunk_end
             )
             with phase("transform"):
-                answer, answer_rejected = split_implausible(answer)
+                answer, answer_rejected = split_implausible(answer.frame)
                 frame, rejected, counts = merge_host_cpu(
                     stored, stored_rejected, answer, answer_rejected, replace=replace
                 )
@@ -114,14 +122,16 @@ def host_cpu_seconds(
             busy += float(frame["busy_cpu_seconds_total"].sum())
             idle += float(frame["idle_cpu_seconds_total"].sum())
             progress.chunk_done(chunk_start, chunk_end, len(frame))
-        held = holdings(registry, warehouse, start, end)
+        held, registry_problems = holdings(registry, warehouse, start, end)
         with phase("transform"):
             gaps = coverage.gaps(held)
         writer.copy(HOST_CPU_GAPS.name, gaps)
-    for sentence in describe_host_merge(merged):
+    for sentence in describe_host_merge(merged) + notes:
         context.log.warning(sentence)
     for warning in warnings:
         context.log.warning(f"Prometheus warned that its answer may be partial: {warning}")
+    for problem in registry_problems:
+        context.log.warning(f"registry: {problem}")
     rejected = pd.concat(rejected_parts, ignore_index=True)
     if len(rejected):
         context.log.warning(
@@ -138,6 +148,7 @@ def host_cpu_seconds(
             "idle_cpu_seconds": idle,
             "rejected_host_hours": len(rejected),
             "kept_host_hours": merged.kept_missing,
+            "registry_problems": len(registry_problems),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -189,6 +200,7 @@ def host_cpu_seconds(
         )
     ],
 )
+@bad_input_fails_at_once
 def carbon_intensity(
     context: dg.AssetExecutionContext,
     carbon_intensity_api: CarbonIntensityResource,

@@ -4,10 +4,8 @@ import dagster as dg
 import pandas as pd
 from psycopg.types.json import Jsonb
 
-from carbon_pipeline.assets.common import STAGE_DEFAULTS, Progress, window
-from carbon_pipeline.attribution import (
-    group_name,
-)
+from carbon_pipeline.assets.common import STAGE_DEFAULTS, Progress, bad_input_fails_at_once, window
+from carbon_pipeline.attribution import group_name, refuse_colliding_groups
 from carbon_pipeline.energy import host_usage as compute_host_usage
 from carbon_pipeline.resources import (
     PipelineSettings,
@@ -35,6 +33,7 @@ from carbon_pipeline.timing import phase
         "table": "fact_usage_instance",
     },
 )
+@bad_input_fails_at_once
 def host_usage(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
@@ -67,13 +66,19 @@ def host_usage(
     )
 
 
+def latest_labels(usage: pd.DataFrame) -> pd.DataFrame:
+    """One row per host: the one of its latest hour, and of two label sets in that hour (it
+    was relabelled mid-hour) the last by name, whatever order the rows came in."""
+    ordered = usage.sort_values(
+        ["hostname", "timestamp_utc", "cloud_project_name", "machine_name"], kind="stable"
+    )
+    return ordered.drop_duplicates("hostname", keep="last")
+
+
 def _with_dimension_ids(conn, usage: pd.DataFrame) -> pd.DataFrame:
     """usage with instance, project, machine and group ids, creating missing dimension rows."""
     usage = usage.assign(group_name=group_name(usage["cloud_project_name"], usage["machine_name"]))
-    # The labels a host had in its latest hour (ties between label sets broken by name).
-    latest = usage.sort_values(
-        ["timestamp_utc", "cloud_project_name", "machine_name"], kind="stable"
-    ).drop_duplicates("hostname", keep="last")
+    latest = latest_labels(usage)
     instances = pd.DataFrame(
         {
             "hostname": latest["hostname"],
@@ -96,9 +101,17 @@ def _with_dimension_ids(conn, usage: pd.DataFrame) -> pd.DataFrame:
             ],
         }
     )
-    groups = usage.drop_duplicates("group_name")[
+    groups = usage.drop_duplicates(["group_name", "cloud_project_name", "machine_name"])[
         ["group_name", "cloud_project_name", "machine_name"]
     ]
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT group_name, cloud_project_name, machine_name FROM dim_group "
+            "WHERE group_name = ANY(%s) AND cloud_project_name IS NOT NULL",
+            (groups["group_name"].tolist(),),
+        )
+        stored = pd.DataFrame(cur.fetchall(), columns=groups.columns)
+    refuse_colliding_groups(pd.concat([groups, stored], ignore_index=True))
     ids = {
         "instance_id": dimension_ids(
             conn,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from carbon_pipeline.hosts import normalise_host
-from carbon_pipeline.resources.prometheus import HOST_CPU_COLUMNS
+from carbon_pipeline.resources.prometheus import HOST_CPU_COLUMNS, UNIDENTIFIED
 from carbon_pipeline.times import utc_ns
 
 ALL_MODES = ("user", "system", "nice", "irq", "softirq", "steal", "idle", "iowait")
@@ -52,13 +52,28 @@ class FleetHost:
     # counters go on counting): Prometheus has no answer for the hours that lose samples.
     # The truth drops every hour that loses one, so let a and b be whole hours.
     silent: tuple[tuple[datetime, datetime], ...] = ()
+    # Scraped a second time: by another job (the same labels but `job`), or under another
+    # name of the same VM (another `instance`). Its counters appear once per scrape.
+    also_scraped_by: str | None = None
+    also_scraped_as: str | None = None
 
     @property
     def hostname(self) -> str:
-        return normalise_host(self.host_label or self.instance)
+        name = self.host_label or self.instance
+        return normalise_host(name) if name else UNIDENTIFIED
+
+    def scrapes(self, cpu: int, mode: str) -> list[dict[str, str]]:
+        """The label sets of every series of one cpu and mode (one per scrape)."""
+        labels = self.labels(cpu, mode)
+        extra = []
+        if self.also_scraped_by:
+            extra.append({**labels, "job": self.also_scraped_by})
+        if self.also_scraped_as:
+            extra.append({**labels, "instance": self.also_scraped_as})
+        return [labels, *extra]
 
     def labels(self, cpu: int, mode: str) -> dict[str, str]:
-        labels = {"instance": self.instance}
+        labels = {"instance": self.instance} if self.instance else {}
         if self.host_label:
             labels["host"] = self.host_label
         labels.update(
@@ -170,7 +185,8 @@ class Fleet:
                         counters[key] = float(values[-1])
                         if cpu == 0 and mode == self.modes[0]:
                             _corrupt(values, times, host.corrupt)
-                        series.append((host.labels(cpu, mode), times[scraped], values[scraped]))
+                        for labels in host.scrapes(cpu, mode):
+                            series.append((labels, times[scraped], values[scraped]))
                 truth.append(self._truth(host, times, increments, is_first, scraped))
             yield series, pd.concat(truth, ignore_index=True) if truth else _empty_truth()
 

@@ -64,7 +64,9 @@ class CarbonIntensityResource(dg.ConfigurableResource):
         default=10.0,
         description="An actual of 0 while the forecast is at least this is a glitch: use the forecast.",
     )
-    timeout_seconds: float = 60.0
+    timeout_seconds: float = Field(
+        default=60.0, description="Longest a request may take, all its attempts together [s]."
+    )
     retries: int = 3
     backoff_seconds: float = 1.0
 
@@ -107,10 +109,14 @@ class CarbonIntensityResource(dg.ConfigurableResource):
     def _request(self, session, start: datetime, end: datetime) -> pd.DataFrame:
         url = f"{self.api_url.rstrip('/')}/intensity/{_api_time(start)}/{_api_time(end)}"
         where = f"from {mask_url(url)}"
+        # The time budget is shared by every attempt: a hung API costs at most it.
+        per_attempt = max(0.1, self.timeout_seconds / (self.retries + 1))
         try:
             with phase("intensity_api"):
                 response = session.get(
-                    url, headers={"Accept": "application/json"}, timeout=(10, self.timeout_seconds)
+                    url,
+                    headers={"Accept": "application/json"},
+                    timeout=(min(10.0, per_attempt), per_attempt),
                 )
                 body = response.json()
         except requests.JSONDecodeError as exc:
@@ -118,6 +124,11 @@ class CarbonIntensityResource(dg.ConfigurableResource):
                 f"HTTP {response.status_code} with non-JSON body {where}: {response.text[:200]!r}"
             ) from exc
         except requests.RequestException as exc:
+            if isinstance(exc, requests.Timeout) or "timed out" in str(exc):
+                raise CarbonIntensityError(
+                    f"Carbon Intensity API unreachable: no answer in {self.timeout_seconds:g} s "
+                    f"({self.retries + 1} attempt(s) of {per_attempt:g} s) {where}"
+                ) from exc
             raise CarbonIntensityError(
                 f"Carbon Intensity API unreachable: {mask_url(url)}: {mask_secrets(str(exc))}"
             ) from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import NamedTuple
 
 import dagster as dg
 import numpy as np
@@ -11,6 +12,7 @@ import pandas as pd
 import requests
 from pydantic import Field
 
+from carbon_pipeline.config import ConfigError
 from carbon_pipeline.hosts import normalise_host
 from carbon_pipeline.resources.http import retrying_session
 from carbon_pipeline.secrets import mask_secrets, mask_url
@@ -21,6 +23,9 @@ from carbon_pipeline.timing import phase
 MAX_POINTS_PER_QUERY = 10_000
 GROUP_LABELS = ("host", "instance", "cloud_project_name", "machine_name")
 UNLABELLED = "(unlabelled)"
+# The host of series that carry neither a host nor an instance label: always quarantined.
+UNIDENTIFIED = "(no host label)"
+DISTINCT_LABEL = "carbon_distinct_cpus"  # marks the cpus query's distinct counts
 
 BUSY_MODES = ["user", "system", "nice", "irq", "softirq", "steal"]
 IDLE_MODES = ["idle", "iowait"]
@@ -44,6 +49,14 @@ _EMPTY_DTYPES = {
     "busy_cpu_seconds_total": "float64",
     "idle_cpu_seconds_total": "float64",
 }
+
+
+class HostCpuAnswer(NamedTuple):
+    """What Prometheus said about a window's host-hours."""
+
+    frame: pd.DataFrame
+    warnings: list[str]  # Prometheus' own: its answer may be partial
+    notes: list[str]  # ours: what was odd in the answer
 
 
 class PrometheusError(RuntimeError):
@@ -86,14 +99,17 @@ class PrometheusResource(dg.ConfigurableResource):
         default={},
         description="Extra equality matchers on node_cpu_seconds_total, e.g. {'job': 'node'}.",
     )
-    timeout_seconds: float = 300.0
+    timeout_seconds: float = Field(
+        default=120.0,
+        description="Longest a query may take, all its attempts together [s].",
+    )
     retries: int = 3
     backoff_seconds: float = 0.5
 
     def _selector(self, modes: list[str]) -> str:
         for name in self.label_matchers:
             if not _LABEL_NAME.match(name):
-                raise PrometheusError(
+                raise ConfigError(
                     f"label matcher name {name!r} is not a Prometheus label name "
                     "([a-zA-Z_][a-zA-Z0-9_]*); check PROMETHEUS_LABEL_MATCHERS"
                 )
@@ -102,12 +118,22 @@ class PrometheusResource(dg.ConfigurableResource):
         return "node_cpu_seconds_total{" + ", ".join(matchers) + "}"
 
     def queries(self) -> dict[str, str]:
-        """The three PromQL queries, each evaluated at the end of every hour."""
+        """The three PromQL queries, each evaluated at the end of every hour. A host scraped
+        by two jobs has each counter twice: `max by (..., cpu, mode)` keeps one of them before
+        summing (any label but these, such as job, is dropped). The cpus query answers both
+        the series per host and, labelled DISTINCT_LABEL, the distinct cpus: more series than
+        cpus is a host scraped twice."""
         by = ", ".join(GROUP_LABELS)
+
+        def increase(modes: list[str]) -> str:
+            return f"increase({self._selector(modes)}[1h])"
+
+        distinct_cpus = f"count by ({by}) (max by ({by}, cpu) ({increase(['idle'])}))"
         return {
-            "busy": f"sum by ({by}) (increase({self._selector(self.busy_modes)}[1h]))",
-            "idle": f"sum by ({by}) (increase({self._selector(self.idle_modes)}[1h]))",
-            "cpus": f"count by ({by}) (increase({self._selector(['idle'])}[1h]))",
+            "busy": f"sum by ({by}) (max by ({by}, cpu, mode) ({increase(self.busy_modes)}))",
+            "idle": f"sum by ({by}) (max by ({by}, cpu, mode) ({increase(self.idle_modes)}))",
+            "cpus": f"count by ({by}) ({increase(['idle'])}) or "
+            f'label_replace({distinct_cpus}, "{DISTINCT_LABEL}", "yes", "", "")',
         }
 
     def query_range(
@@ -118,17 +144,22 @@ class PrometheusResource(dg.ConfigurableResource):
         session = retrying_session(self.retries, self.backoff_seconds)
         url = self.prometheus_url.rstrip("/") + "/api/v1/query_range"
         shown = mask_url(url)
+        # The time budget is shared by every attempt: a hung Prometheus costs at most it.
+        attempts = self.retries + 1
+        per_attempt = max(1.0, self.timeout_seconds / attempts)
         params = {
             "query": query,
             "start": _iso(start + HOUR),
             "end": _iso(end),
             "step": "3600",
-            "timeout": f"{int(self.timeout_seconds)}s",
+            "timeout": f"{int(per_attempt)}s",
         }
         where = f"for hours {_iso(start)} to {_iso(end)} (query: {query})"
         try:
             with phase("prometheus"):
-                response = session.post(url, data=params, timeout=(10, self.timeout_seconds))
+                response = session.post(
+                    url, data=params, timeout=(min(10.0, per_attempt), per_attempt)
+                )
                 body = response.json()
         except requests.JSONDecodeError as exc:
             raise PrometheusError(
@@ -136,6 +167,11 @@ class PrometheusResource(dg.ConfigurableResource):
                 f"{response.text[:200]!r}"
             ) from exc
         except requests.RequestException as exc:
+            if isinstance(exc, requests.Timeout) or "timed out" in str(exc):
+                raise PrometheusError(
+                    f"Prometheus at {shown} gave no answer in {self.timeout_seconds:.0f} s "
+                    f"({attempts} attempt(s) of {per_attempt:.0f} s) {where}"
+                ) from exc
             raise PrometheusError(
                 f"Prometheus at {shown} unreachable {where}: {mask_secrets(str(exc))}"
             ) from exc
@@ -154,13 +190,15 @@ class PrometheusResource(dg.ConfigurableResource):
         warnings = body.get("warnings") or []
         return data["result"], [str(w) for w in warnings]
 
-    def host_cpu_seconds(self, start: datetime, end: datetime) -> tuple[pd.DataFrame, list[str]]:
+    def host_cpu_seconds(self, start: datetime, end: datetime) -> HostCpuAnswer:
         """Busy and idle CPU seconds and cpu count per host-hour for the hours [start, end),
-        and the warnings Prometheus gave (its answer may then be partial).
+        the warnings Prometheus gave (its answer may then be partial), and notes on what was
+        odd in it (hosts scraped twice, series without a host).
 
         Hosts are identified by their `host` label, else `instance`, normalised so that every
-        form of one VM's name gives the same identity."""
-        frames, warnings = {}, []
+        form of one VM's name gives the same identity. A series with neither label is kept
+        under the host UNIDENTIFIED, which the quality checks quarantine."""
+        frames, warnings, unidentified = {}, [], set()
         for name, query in self.queries().items():
             parts = []
             chunk_start = start
@@ -169,26 +207,39 @@ class PrometheusResource(dg.ConfigurableResource):
                 result, said = self.query_range(query, chunk_start, chunk_end)
                 warnings += [w for w in said if w not in warnings]
                 with phase("transform"):
-                    parts.append(_matrix_frame(result, query))
+                    frame, nameless = _matrix_frame(result)
+                    parts.append(frame)
+                    unidentified.update(nameless)
                 chunk_start = chunk_end
             frames[name] = pd.concat(parts, ignore_index=True)
         with phase("transform"):
-            return combine_host_cpu(frames["busy"], frames["idle"], frames["cpus"]), warnings
+            combined, duplicated = combine_host_cpu(frames["busy"], frames["idle"], frames["cpus"])
+        notes = [
+            f"a series without a host or instance label ({labels}) is quarantined under "
+            f"{UNIDENTIFIED}"
+            for labels in sorted(unidentified)
+        ]
+        if duplicated:
+            notes.append(
+                f"{duplicated} host-hour(s) came from more than one series (a host scraped "
+                "twice, or under two names): counted once"
+            )
+        return HostCpuAnswer(combined, warnings, notes)
 
 
-def _matrix_frame(result: list[dict], query: str) -> pd.DataFrame:
-    """Long frame (timestamp_utc, hostname, cloud_project_name, machine_name, value)."""
-    labels, counts, points = [], [], []
+def _matrix_frame(result: list[dict]) -> tuple[pd.DataFrame, set[str]]:
+    """Long frame (timestamp_utc, hostname, cloud_project_name, machine_name, value), and the
+    label sets of the series that name no host."""
+    labels, counts, points, nameless, distinct = [], [], [], set(), []
     for series in result:
         metric = series.get("metric", {})
-        raw_host = metric.get("host") or metric.get("instance")
+        distinct.append(metric.pop(DISTINCT_LABEL, None) == "yes")
+        raw_host = (metric.get("host") or metric.get("instance") or "").strip()
         if not raw_host:
-            raise PrometheusError(
-                f"a series has neither host nor instance label: {metric} ({query})"
-            )
+            nameless.add(", ".join(f"{k}={v!r}" for k, v in sorted(metric.items())) or "no labels")
         labels.append(
             (
-                normalise_host(raw_host),
+                normalise_host(raw_host) if raw_host else UNIDENTIFIED,
                 metric.get("cloud_project_name") or UNLABELLED,
                 metric.get("machine_name") or UNLABELLED,
             )
@@ -200,7 +251,8 @@ def _matrix_frame(result: list[dict], query: str) -> pd.DataFrame:
     pairs = np.array(points, dtype=object).reshape(-1, 2)
     series_of_row = np.repeat(np.arange(len(labels)), counts)
     names = np.array(labels, dtype=object).reshape(-1, 3)[series_of_row]
-    return pd.DataFrame(
+    distinct_of_row = np.array(distinct, dtype=bool)[series_of_row]
+    frame = pd.DataFrame(
         {
             # Evaluated at the hour's end; the fact is stamped with the hour's start.
             "timestamp_utc": utc_ns(
@@ -210,34 +262,51 @@ def _matrix_frame(result: list[dict], query: str) -> pd.DataFrame:
             "cloud_project_name": pd.Series(names[:, 1], dtype=object),
             "machine_name": pd.Series(names[:, 2], dtype=object),
             "value": pairs[:, 1].astype(np.float64),
+            "distinct": distinct_of_row,
         }
     )
+    return frame, nameless
 
 
 _KEYS = ["timestamp_utc", "hostname", "cloud_project_name", "machine_name"]
 
 
-def _sum_per_host(frame: pd.DataFrame) -> pd.Series:
-    """Sum of `value` per key; NaN where any summed value was not finite."""
+def _one_per_host(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """`value` per key, taking the largest where several series give one (the same VM
+    scraped twice or under two names: the same counters, never to be added); NaN where any
+    value was not finite. Also how many series each key had."""
     finite = np.isfinite(frame["value"].to_numpy())
-    sums = (
-        frame.assign(value=frame["value"].where(finite, 0.0), bad=(~finite).astype(np.int64))
-        .groupby(_KEYS, sort=False)[["value", "bad"]]
-        .sum()
-    )
-    return sums["value"].where(sums["bad"] == 0)
+    grouped = frame.assign(
+        value=frame["value"].where(finite, -np.inf), bad=(~finite).astype(np.int64)
+    ).groupby(_KEYS, sort=False)
+    values = grouped["value"].max().where(grouped["bad"].sum() == 0)
+    return values, grouped.size()
 
 
-def combine_host_cpu(busy: pd.DataFrame, idle: pd.DataFrame, cpus: pd.DataFrame) -> pd.DataFrame:
-    """One row per (hour, host, project, machine), the raw forms of one host summed. A value
-    Prometheus gave as NaN or infinite stays NaN (for the quality checks to reject); a host
-    absent from one answer (no busy series, say) counts 0 there."""
+def combine_host_cpu(
+    busy: pd.DataFrame, idle: pd.DataFrame, cpus: pd.DataFrame
+) -> tuple[pd.DataFrame, int]:
+    """One row per (hour, host, project, machine), and how many host-hours several series
+    gave (counted once). A value Prometheus gave as NaN or infinite stays NaN (for the
+    quality checks to reject); a host absent from one answer (no busy series, say) counts 0
+    there."""
     if busy.empty and idle.empty:
-        return pd.DataFrame({c: pd.Series(dtype=_EMPTY_DTYPES[c]) for c in HOST_CPU_COLUMNS})
+        empty = pd.DataFrame({c: pd.Series(dtype=_EMPTY_DTYPES[c]) for c in HOST_CPU_COLUMNS})
+        return empty, 0
+    (busy_values, busy_series), (idle_values, idle_series) = (
+        _one_per_host(busy),
+        _one_per_host(idle),
+    )
+    cpu_values, _ = _one_per_host(cpus[cpus["distinct"]])
+    series_count, _ = _one_per_host(cpus[~cpus["distinct"]])
+    # Scraped twice: more idle series than cpus (one name), or several names for one host.
+    twice = series_count.gt(cpu_values.reindex(series_count.index))
+    twice = twice.reindex(busy_series.index, fill_value=False) | (busy_series > 1)
+    duplicated = int((twice | idle_series.reindex(busy_series.index).gt(1)).sum())
     parts = {
-        "busy_cpu_seconds_total": _sum_per_host(busy),
-        "idle_cpu_seconds_total": _sum_per_host(idle),
-        "cpu_count": _sum_per_host(cpus),
+        "busy_cpu_seconds_total": busy_values,
+        "idle_cpu_seconds_total": idle_values,
+        "cpu_count": cpu_values,
     }
     index = parts["busy_cpu_seconds_total"].index
     for part in parts.values():
@@ -246,4 +315,4 @@ def combine_host_cpu(busy: pd.DataFrame, idle: pd.DataFrame, cpus: pd.DataFrame)
         {name: part.reindex(index, fill_value=0.0) for name, part in parts.items()}
     ).reset_index()
     combined["cpu_count"] = combined["cpu_count"].fillna(0).round().astype("int64")
-    return combined.sort_values(_KEYS, ignore_index=True)[HOST_CPU_COLUMNS]
+    return combined.sort_values(_KEYS, ignore_index=True)[HOST_CPU_COLUMNS], duplicated

@@ -9,7 +9,8 @@ is the same pymongo call either way.
 from __future__ import annotations
 
 import functools
-from datetime import datetime
+import math
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -21,6 +22,9 @@ from carbon_pipeline.timing import phase
 
 MOCK_SCHEME = "mongomock://"
 SEED_COLLECTIONS = ("workspaces", "users", "groups")
+TIME_FIELDS = ("created_time", "acquired_time", "deleted_time")
+# A number above this is an epoch in milliseconds (JavaScript's Date), else in seconds.
+EPOCH_MILLISECONDS_ABOVE = 1e11
 WORKSPACE_COLUMNS = [
     "workspace_id",
     "hostname",
@@ -92,10 +96,13 @@ class RegistryResource(dg.ConfigurableResource):
 
     def workspaces_overlapping(
         self, start: datetime, end: datetime, ids: list[str] = ()
-    ) -> pd.DataFrame:
+    ) -> tuple[pd.DataFrame, list[str]]:
         """Workspaces that may have held a host at some time in [start, end), and those of
         `ids` (workspace ids as str) that the registry still has, whatever their times say
-        (looked up only when the first answer lacks them: usually it has them all)."""
+        (looked up only when the first answer lacks them: usually it has them all).
+
+        Returns the workspaces (times as UTC timestamps) and the problems found in their
+        documents, each naming the workspace and the field (see `parse_workspace`)."""
         overlapping = {
             "$and": [
                 {"$or": [{"created_time": {"$lt": end}}, {"acquired_time": {"$lt": end}}]},
@@ -108,35 +115,44 @@ class RegistryResource(dg.ConfigurableResource):
                 },
             ]
         }
-        projection = {
-            "hostname": 1,
-            "owner": 1,
-            "created_time": 1,
-            "acquired_time": 1,
-            "deleted_time": 1,
-        }
+        # A time stored as text or a number never matches a date comparison in MongoDB:
+        # such documents are fetched too, parsed here and filtered like the rest.
+        odd_times = [
+            {field: {"$type": kind}}
+            for field in TIME_FIELDS
+            for kind in ("string", "int", "long", "double", "bool", "object", "array")
+        ]
+        projection = dict.fromkeys(("hostname", "owner", *TIME_FIELDS), 1)
         with phase("registry"):
-            documents = list(self.db()["workspaces"].find(overlapping, projection))
+            workspaces = self.db()["workspaces"]
+            documents = list(workspaces.find({"$or": [overlapping, *odd_times]}, projection))
             missing = set(ids) - {str(d.get("_id")) for d in documents}
             if missing:
                 # Ids are stored as text; the registry's are ObjectIds (or whatever it used).
                 as_stored = [*missing, *(ObjectId(i) for i in missing if ObjectId.is_valid(i))]
-                documents += self.db()["workspaces"].find({"_id": {"$in": as_stored}}, projection)
-        rows = [
-            (
-                str(doc.get("_id")),
-                doc.get("hostname"),
-                doc.get("owner"),
-                doc.get("created_time"),
-                doc.get("acquired_time"),
-                doc.get("deleted_time"),
-            )
-            for doc in documents
-        ]
+                documents += workspaces.find({"_id": {"$in": as_stored}}, projection)
+        rows, problems, seen = [], [], set()
+        for document in documents:
+            key = str(document.get("_id"))
+            if key in seen:
+                continue
+            seen.add(key)
+            row, said = parse_workspace(document)
+            problems += said
+            if row is not None:
+                rows.append(row)
         frame = pd.DataFrame(rows, columns=WORKSPACE_COLUMNS, dtype=object)
-        for column in ("created_time", "acquired_time", "deleted_time"):
-            frame[column] = pd.to_datetime(frame[column], utc=True)
-        return frame
+        for column in TIME_FIELDS:
+            frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[ns, UTC]")
+        held_from = frame["created_time"].where(
+            frame["acquired_time"].isna() | (frame["acquired_time"] < frame["created_time"]),
+            frame["acquired_time"],
+        )
+        overlaps = (held_from < end) & (
+            frame["deleted_time"].isna() | (frame["deleted_time"] > start)
+        )
+        keep = overlaps | frame["workspace_id"].isin(ids)
+        return frame[keep].reset_index(drop=True), problems
 
     def users(self, platform_names: list[str]) -> pd.DataFrame:
         """platform_name and display name of the given users that the registry knows."""
@@ -165,3 +181,69 @@ class RegistryResource(dg.ConfigurableResource):
                 }
             )
         return result
+
+
+def _registry_time(value: object) -> datetime | None:
+    """A registry time as an aware UTC datetime: a BSON date (naive = UTC), an ISO 8601
+    string, or an epoch number (seconds, or milliseconds above EPOCH_MILLISECONDS_ABOVE).
+    None for a missing time; ValueError for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, bool):
+        raise ValueError(f"a boolean ({value!r}) is not a time")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a time")
+        seconds = value / 1000 if abs(value) > EPOCH_MILLISECONDS_ABOVE else value
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{value[:40]!r} is not an ISO 8601 time") from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise ValueError(f"a {type(value).__name__} is not a time")
+
+
+def parse_workspace(document: dict) -> tuple[tuple | None, list[str]]:
+    """One workspace document as (workspace_id, hostname, owner, created, acquired, deleted),
+    and what was wrong with it. A document whose hostname is not text, or whose times cannot
+    be read (created_time missing included), holds nothing: it is skipped, and its hours stay
+    unattributed rather than go to the wrong person. An owner that is not text counts as no
+    owner (unattributed)."""
+    key = str(document.get("_id"))
+    skipped: list[str] = []  # field: why
+    times = {}
+    for field in TIME_FIELDS:
+        try:
+            times[field] = _registry_time(document.get(field))
+        except ValueError as exc:
+            skipped.append(f"{field}: {exc}")
+    if "created_time" in times and times["created_time"] is None:
+        skipped.append("created_time: missing")
+    hostname = document.get("hostname")
+    if hostname is not None and not isinstance(hostname, str):
+        skipped.append(
+            f"hostname: a {type(hostname).__name__} ({str(hostname)[:40]}) is not a host name"
+        )
+    problems = [f"workspace {key}: {why}; the workspace is skipped" for why in skipped]
+    owner = document.get("owner")
+    if owner is not None and not isinstance(owner, str):
+        problems.append(
+            f"workspace {key}: owner: a {type(owner).__name__} is not a platform_name; "
+            "its hours go to unattributed"
+        )
+        owner = None
+    if skipped:
+        return None, problems
+    row = (
+        key,
+        hostname,
+        owner,
+        times["created_time"],
+        times["acquired_time"],
+        times["deleted_time"],
+    )
+    return row, problems

@@ -85,9 +85,18 @@ def _migrate_once(database_url: str) -> None:
         log.info("applied warehouse migrations %s to %s", applied, mask_url(database_url))
 
 
-def _advisory_key(name: str) -> int:
-    """A stable signed 64-bit key for pg_advisory_xact_lock."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+def _create_migrations_table(engine: sa.Engine) -> None:
+    """schema_migrations, created once; two processes creating it at once both go on."""
+    create = (
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version TEXT PRIMARY KEY, checksum TEXT NOT NULL,"
+        " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(create)
+    except sa.exc.IntegrityError:  # the other one won the race: the table exists now
+        pass
 
 
 def describe_connection_error(exc: BaseException) -> str | None:
@@ -125,22 +134,13 @@ def apply_migrations(engine: sa.Engine) -> list[str]:
     would silently differ from the code.
     """
     applied_now = []
-    with engine.begin() as conn:
-        # Runs starting at once on a fresh database (pods of one backfill) take turns.
-        conn.exec_driver_sql(
-            "SELECT pg_advisory_xact_lock(%s)", (_advisory_key("carbon_migrations"),)
-        )
-        conn.exec_driver_sql(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version TEXT PRIMARY KEY, checksum TEXT NOT NULL,"
-            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-        )
+    _create_migrations_table(engine)
     for version, sql in migrations():
         checksum = hashlib.sha256(sql.encode()).hexdigest()
         with engine.begin() as conn:
-            conn.exec_driver_sql(
-                "SELECT pg_advisory_xact_lock(%s)", (_advisory_key("carbon_migrations"),)
-            )
+            # Runs starting at once on a fresh database (pods of one backfill) take turns:
+            # a lock only the pipeline's role can take (see 0007 on advisory locks).
+            conn.exec_driver_sql("LOCK TABLE schema_migrations IN SHARE ROW EXCLUSIVE MODE")
             row = conn.exec_driver_sql(
                 "SELECT checksum FROM schema_migrations WHERE version = %s", (version,)
             ).first()
@@ -210,11 +210,19 @@ class WarehouseResource(dg.ConfigurableResource):
         with self.engine.begin() as conn:
             yield conn.connection.driver_connection
 
-    def ensure_partitions(self, start: datetime, end: datetime, tables: Iterable[str]) -> None:
+    def ensure_partitions(
+        self, start: datetime, end: datetime, tables: Iterable[str], lock_names: Sequence[str] = ()
+    ) -> None:
         """Create the monthly partitions [start, end) needs, and the next month's ahead of
-        time (so the hour that opens a month finds it ready). Own short transaction."""
+        time (so the hour that opens a month finds it ready), and the write locks' rows. Own
+        short transaction."""
         ahead = end + timedelta(days=31)
         with self.connect() as conn:
+            if lock_names:
+                conn.execute(
+                    "INSERT INTO write_lock (name) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
+                    (sorted(lock_names),),
+                )
             for table in tables:
                 if table in PARTITIONED_TABLES:
                     conn.execute(
@@ -232,7 +240,7 @@ class WarehouseResource(dg.ConfigurableResource):
         """One transaction that deletes [start, end) from every table and lets the caller
         COPY the new rows in. Readers see the old rows until it commits; on any error the
         old rows stay. Two runs writing the same tables in the same month wait for each other
-        (an advisory lock per table set and month), runs on other months go on in parallel;
+        (a lock per table set and month), runs on other months go on in parallel;
         serialise_all_windows makes every window of these tables wait for each other."""
         names = [s.name for s in specs]
         if serialise_all_windows:
@@ -240,16 +248,18 @@ class WarehouseResource(dg.ConfigurableResource):
         else:
             lock_names = [f"write:{','.join(names)}:{month}" for month in months(start, end)]
         with phase("postgres_write"):
-            self.ensure_partitions(start, end, names)
+            self.ensure_partitions(start, end, names, lock_names)
         with self.engine.connect() as sa_conn:
             transaction = sa_conn.begin()
             conn = sa_conn.connection.driver_connection
             try:
                 with phase("postgres_write"):
-                    for lock_name in lock_names:  # always in the same order: no deadlock
-                        conn.execute(
-                            "SELECT pg_advisory_xact_lock(%s)", (_advisory_key(lock_name),)
-                        )
+                    # Rows of write_lock, in name order (no deadlock), until commit: a lock no
+                    # reading role can take (advisory lock keys anyone can compute).
+                    conn.execute(
+                        "SELECT name FROM write_lock WHERE name = ANY(%s) ORDER BY name FOR UPDATE",
+                        (lock_names,),
+                    )
                     for name in names:
                         conn.execute(
                             f"DELETE FROM {name} WHERE timestamp_utc >= %s AND timestamp_utc < %s",
