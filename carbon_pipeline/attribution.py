@@ -16,7 +16,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from carbon_pipeline.energy import METRICS
+from carbon_pipeline.energy import METRICS, sum_metrics
 from carbon_pipeline.hosts import normalise_host
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ def user_usage(host_usage: pd.DataFrame, shares: pd.DataFrame) -> pd.DataFrame:
     rest = rest[rest["share"] > 0]
     parts = pd.concat([held, rest.drop(columns="held_share")], ignore_index=True)
     parts[METRICS] = parts[METRICS].mul(parts["share"], axis=0)
-    return parts.groupby(["timestamp_utc", "ext_user_id"], as_index=False)[METRICS].sum()
+    return sum_metrics(parts, ["timestamp_utc", "ext_user_id"])
 
 
 def workspace_usage(host_usage: pd.DataFrame, shares: pd.DataFrame) -> pd.DataFrame:
@@ -206,7 +206,7 @@ def workspace_usage(host_usage: pd.DataFrame, shares: pd.DataFrame) -> pd.DataFr
     held[METRICS] = held[METRICS].mul(held["share"], axis=0)
     keys = ["workspace_id", "timestamp_utc"]
     # A host seen under two label sets in one hour contributes both rows.
-    summed = held.groupby(keys, as_index=False)[METRICS].sum()
+    summed = sum_metrics(held, keys)
     labels = held.drop_duplicates(keys, keep="last")[
         [
             *keys,
@@ -235,6 +235,6 @@ def scope_facts(host_usage: pd.DataFrame, shares: pd.DataFrame) -> dict[str, pd.
             frame = user_usage(usage, shares)
         else:
             keys = ["timestamp_utc", *SCOPE_KEYS[scope]]
-            frame = usage.groupby(keys, as_index=False)[METRICS].sum()
+            frame = sum_metrics(usage, keys)
         facts[scope] = frame.merge(hour_intensity, on="timestamp_utc", how="left")
     return facts

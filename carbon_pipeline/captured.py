@@ -27,6 +27,7 @@ _COMPARED = [
     "cpu_count",
     "busy_cpu_seconds_total",
     "idle_cpu_seconds_total",
+    "memory_gib",
 ]
 
 
@@ -54,7 +55,7 @@ def _fingerprint(frame: pd.DataFrame) -> pd.Series:
     """One comparable value per host-hour (a host seen under two label sets in one hour has
     two rows: both count)."""
     ordered = frame.sort_values([*HOST_HOUR, "cloud_project_name", "machine_name"], kind="stable")
-    text = ordered[_COMPARED].astype(str).agg("|".join, axis=1)
+    text = ordered[[c for c in _COMPARED if c in ordered]].astype(str).agg("|".join, axis=1)
     return text.groupby([ordered[k] for k in HOST_HOUR], sort=False).agg("/".join)
 
 
@@ -83,6 +84,8 @@ def merge_host_cpu(
     answered_ok_keys = _keys(answered).unique()
     counts.added = int((~answered_ok_keys.isin(stored_keys)).sum())
     both = answered_ok_keys[answered_ok_keys.isin(stored_keys)]
+    # An answer without a host's memory size keeps the size stored for that host-hour.
+    answered = _keep_stored_memory(answered, stored)
     if len(both):
         new = _fingerprint(answered[_keys(answered).isin(both)])
         old = _fingerprint(stored[stored_keys.isin(both)]).reindex(new.index)
@@ -95,6 +98,18 @@ def merge_host_cpu(
         ignore_index=True,
     )
     return plausible, rejected, counts
+
+
+def _keep_stored_memory(answered: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
+    if "memory_gib" not in answered or not answered["memory_gib"].isna().any() or stored.empty:
+        return answered
+    known = stored.dropna(subset=["memory_gib"]).drop_duplicates(HOST_HOUR, keep="last")
+    fill = answered[HOST_HOUR].merge(known[[*HOST_HOUR, "memory_gib"]], on=HOST_HOUR, how="left")
+    return answered.assign(
+        memory_gib=answered["memory_gib"].fillna(
+            pd.Series(fill["memory_gib"].to_numpy(), index=answered.index)
+        )
+    )
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from carbon_pipeline.energy import METRICS
+from carbon_pipeline.energy import METRICS, sum_metrics
 from carbon_pipeline.resources.prometheus import UNIDENTIFIED
 from carbon_pipeline.schemas import within_capacity
 
@@ -19,7 +19,8 @@ INTENSITY_PROVENANCE = "intensity_provenance"
 
 def conservation_gaps(facts: dict[str, pd.DataFrame]) -> float:
     """Largest relative difference, over hours, metrics and scopes, between a scope's sum
-    and ada's: 0 when every hour's usage is counted exactly once in every scope."""
+    and ada's: 0 when every hour's usage is counted exactly once in every scope. A metric
+    unknown (NULL) in ada's hour must be unknown in every scope's sum of that hour too."""
     ada = facts["ada"].set_index("timestamp_utc")[METRICS]
     worst = 0.0
     for scope, frame in facts.items():
@@ -27,9 +28,13 @@ def conservation_gaps(facts: dict[str, pd.DataFrame]) -> float:
             continue
         if not frame["timestamp_utc"].isin(ada.index).all():
             return float("inf")  # usage in an hour the platform total does not have
-        summed = frame.groupby("timestamp_utc")[METRICS].sum().reindex(ada.index, fill_value=0.0)
+        summed = sum_metrics(frame, ["timestamp_utc"]).set_index("timestamp_utc")[METRICS]
+        summed = summed.reindex(ada.index, fill_value=0.0)
+        unknown_here, unknown_in_ada = summed.isna().to_numpy(), ada.isna().to_numpy()
+        if (unknown_here != unknown_in_ada).any():
+            return float("inf")
         gap = (summed - ada).abs() / ada.abs().clip(lower=1e-9)
-        worst = max(worst, float(gap.to_numpy().max(initial=0.0)))
+        worst = max(worst, float(np.nan_to_num(gap.to_numpy(), nan=0.0).max(initial=0.0)))
     return worst
 
 

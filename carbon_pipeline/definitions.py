@@ -14,6 +14,7 @@ from carbon_pipeline.resources import (
     PowerModelResource,
     PrometheusResource,
     RegistryResource,
+    SitesResource,
     WarehouseResource,
 )
 from carbon_pipeline.resources.carbon_intensity import DEFAULT_API_URL
@@ -49,7 +50,17 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
         "power_model": PowerModelResource(
             busy_watts_per_core=env_float("CARBON_BUSY_WATTS_PER_CORE", 12.0, minimum=0),
             idle_watts_per_core=env_float("CARBON_IDLE_WATTS_PER_CORE", 1.0, minimum=0),
+            memory_watts_per_gib=env_float("CARBON_MEMORY_WATTS_PER_GIB", 0.3725, minimum=0),
+            embodied_kgco2e=env_float("CARBON_EMBODIED_KGCO2E", 1000.0, minimum=0),
+            lifetime_years=env_float("CARBON_SERVER_LIFETIME_YEARS", 4.0, minimum=0.01),
+            server_threads=env_float("CARBON_SERVER_THREADS", 64.0, minimum=1),
             overrides_file=env("CARBON_POWER_MODEL_FILE"),
+        ),
+        "sites": SitesResource(
+            default_site=env("CARBON_SITE", "RAL"),
+            default_region_id=env_int("CARBON_SITE_REGION_ID", 12, minimum=1),
+            default_pue=env_float("CARBON_SITE_PUE", 1.0, minimum=1.0),
+            sites_file=env("CARBON_SITES_FILE"),
         ),
         "settings": PipelineSettings(
             chunk_hours=env_int("CARBON_PIPELINE_CHUNK_HOURS", 744, minimum=1)

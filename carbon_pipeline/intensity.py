@@ -24,6 +24,16 @@ INTENSITY_COLUMNS = [
 ]
 
 
+REGIONAL_INTENSITY_COLUMNS = [
+    "timestamp_utc",
+    "region_id",
+    "intensity_gco2eq_per_kwh",
+    "intensity_source",
+    "forecast_gco2eq_per_kwh",
+    "period_count",
+]
+
+
 class MissingIntensityError(RuntimeError):
     """Hours of a window have no intensity and the policy is to fail."""
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.engines import pandas_engine
 
-from carbon_pipeline.energy import METRICS
+from carbon_pipeline.energy import FOOTPRINT_METRICS, METRICS
 from carbon_pipeline.intensity import MAX_PLAUSIBLE_INTENSITY, SOURCES
 
 UTC_NS = pandas_engine.DateTime(tz="UTC", unit="ns")
@@ -34,13 +34,19 @@ def _text(description: str) -> pa.Column:
     return pa.Column(str, pa.Check.str_length(min_value=1), coerce=True, description=description)
 
 
-def _non_negative(description: str, dtype=float) -> pa.Column:
+def _non_negative(description: str, dtype=float, nullable: bool = False) -> pa.Column:
     return pa.Column(
         dtype,
         [pa.Check.ge(0), pa.Check(lambda s: pd.Series(s).abs().lt(float("inf")), error="finite")],
+        nullable=nullable,
         coerce=True,
         description=description,
     )
+
+
+def _metric(name: str) -> pa.Column:
+    """A metric column: the full footprint's are NULL where a host's memory is unknown."""
+    return _non_negative(METRIC_DESCRIPTIONS[name], nullable=name in FOOTPRINT_METRICS)
 
 
 METRIC_DESCRIPTIONS = {
@@ -50,6 +56,14 @@ METRIC_DESCRIPTIONS = {
     "idle_kwh": "Electricity drawn by idle cores [kWh] = idle W/core x idle s / 3.6e6.",
     "busy_gco2eq": "Carbon of the busy electricity [gCO2eq] = busy_kwh x intensity.",
     "idle_gco2eq": "Carbon of the idle electricity [gCO2eq] = idle_kwh x intensity.",
+    "memory_kwh": "Electricity drawn by memory [kWh] = GiB x W/GiB x share of the hour up / 1000.",
+    "overhead_kwh": "Facility overhead [kWh] = (busy + idle + memory kWh) x (PUE - 1).",
+    "full_kwh": "Full electricity [kWh] = busy + idle + memory + overhead kWh.",
+    "memory_gco2eq": "Carbon of the memory's electricity [gCO2eq] = memory_kwh x national intensity.",
+    "overhead_gco2eq": "Carbon of the facility overhead [gCO2eq] = overhead_kwh x national intensity.",
+    "embodied_gco2eq": "Manufacturing carbon amortised [gCO2eq] = server kgCO2e x 1000 x cpus/server threads x share up / lifetime h.",
+    "full_gco2eq": "Full footprint [gCO2eq] = busy + idle + memory + overhead + embodied gCO2eq (national grid).",
+    "regional_gco2eq": "Location-based carbon [gCO2eq] = full_kwh x the site's regional intensity (operational; embodied not included).",
 }
 
 _intensity = pa.Column(
@@ -90,6 +104,10 @@ HOST_CPU_SCHEMA = pa.DataFrameSchema(
         "cpu_count": _non_negative("Number of CPUs reporting in the hour.", int),
         "busy_cpu_seconds_total": _non_negative(METRIC_DESCRIPTIONS["busy_cpu_seconds_total"]),
         "idle_cpu_seconds_total": _non_negative(METRIC_DESCRIPTIONS["idle_cpu_seconds_total"]),
+        "memory_gib": _non_negative(
+            "Memory of the host, mean over the hour [GiB]; NULL if Prometheus had none.",
+            nullable=True,
+        ),
     },
     checks=[_capacity_check],
     strict="filter",
@@ -134,14 +152,61 @@ INTENSITY_SCHEMA = pa.DataFrameSchema(
     description="GB national carbon intensity per UTC hour, with its provenance.",
 )
 
+REGIONAL_INTENSITY_SCHEMA = pa.DataFrameSchema(
+    {
+        "timestamp_utc": _timestamp(),
+        "region_id": pa.Column(
+            int,
+            pa.Check.in_range(1, 17),
+            coerce=True,
+            description="GB region (Carbon Intensity API id).",
+        ),
+        "intensity_gco2eq_per_kwh": _intensity,
+        "intensity_source": _source,
+        "forecast_gco2eq_per_kwh": pa.Column(
+            float,
+            nullable=True,
+            coerce=True,
+            description="Mean forecast of the hour's periods [gCO2eq/kWh].",
+        ),
+        "period_count": pa.Column(
+            int,
+            pa.Check.in_range(0, 2),
+            coerce=True,
+            description="Half-hour periods the hour's value is the mean of.",
+        ),
+    },
+    unique=["timestamp_utc", "region_id"],
+    strict="filter",
+    name="carbon_intensity_regional_hourly",
+    description="The intensity of a GB region per UTC hour (forecasts: the API publishes no regional actuals).",
+)
+
 HOST_USAGE_SCHEMA = pa.DataFrameSchema(
     {
         **HOST_CPU_SCHEMA.columns,
-        **{m: _non_negative(METRIC_DESCRIPTIONS[m]) for m in METRICS},
+        **{m: _metric(m) for m in METRICS},
         "intensity_gco2eq_per_kwh": _intensity,
         "intensity_source": _source,
         "busy_watts_per_core": _non_negative("Power model: watts per busy core [W]."),
         "idle_watts_per_core": _non_negative("Power model: watts per idle core [W]."),
+        "memory_watts_per_gib": _non_negative("Power model: watts per GiB of memory [W/GiB]."),
+        "pue": pa.Column(float, pa.Check.ge(1.0), coerce=True, description="The site's PUE."),
+        "embodied_kgco2e": _non_negative("Manufacturing emissions of one server [kgCO2e]."),
+        "lifetime_years": pa.Column(
+            float, pa.Check.gt(0), coerce=True, description="Server life [years]."
+        ),
+        "server_threads": pa.Column(
+            float, pa.Check.gt(0), coerce=True, description="Hardware threads of one server."
+        ),
+        "site": _text("The host's site."),
+        "region_id": pa.Column(
+            int,
+            pa.Check.in_range(1, 17),
+            coerce=True,
+            description="The site's GB region (Carbon Intensity API id).",
+        ),
+        "regional_intensity_gco2eq_per_kwh": _intensity,
     },
     checks=[_capacity_check],
     strict="filter",
@@ -163,7 +228,7 @@ def scope_fact_schema(scope: str, keys: list[str]) -> pa.DataFrameSchema:
         {
             "timestamp_utc": _timestamp(),
             **{k: _text(SCOPE_KEY_DESCRIPTIONS[k]) for k in keys},
-            **{m: _non_negative(METRIC_DESCRIPTIONS[m]) for m in METRICS},
+            **{m: _metric(m) for m in METRICS},
             "intensity_gco2eq_per_kwh": _intensity,
             "intensity_source": _source,
         },
@@ -177,7 +242,7 @@ WORKSPACE_FACT_SCHEMA = pa.DataFrameSchema(
     {
         "workspace_id": _text("The workspace's id in the registry."),
         "timestamp_utc": _timestamp(),
-        **{m: _non_negative(METRIC_DESCRIPTIONS[m]) for m in METRICS},
+        **{m: _metric(m) for m in METRICS},
         "intensity_gco2eq_per_kwh": _intensity,
         "intensity_source": _source,
     },

@@ -36,6 +36,18 @@ CARBON_INTENSITY_HOURLY = TableSpec(
     ),
 )
 
+CARBON_INTENSITY_REGIONAL_HOURLY = TableSpec(
+    "carbon_intensity_regional_hourly",
+    (
+        ("timestamp_utc", "timestamptz"),
+        ("region_id", "int4"),
+        ("intensity_gco2eq_per_kwh", "float8"),
+        ("intensity_source", "text"),
+        ("forecast_gco2eq_per_kwh", "float8"),
+        ("period_count", "int4"),
+    ),
+)
+
 HOST_CPU_HOURLY = TableSpec(
     "host_cpu_hourly",
     (
@@ -46,6 +58,7 @@ HOST_CPU_HOURLY = TableSpec(
         ("cpu_count", "int4"),
         ("busy_cpu_seconds_total", "float8"),
         ("idle_cpu_seconds_total", "float8"),
+        ("memory_gib", "float8"),
     ),
 )
 
@@ -81,6 +94,15 @@ FACT_USAGE_INSTANCE = TableSpec(
         *_INTENSITY_COLUMNS,
         ("busy_watts_per_core", "float8"),
         ("idle_watts_per_core", "float8"),
+        ("memory_gib", "float8"),
+        ("memory_watts_per_gib", "float8"),
+        ("pue", "float8"),
+        ("embodied_kgco2e", "float8"),
+        ("lifetime_years", "float8"),
+        ("server_threads", "float8"),
+        ("site", "text"),
+        ("region_id", "int4"),
+        ("regional_intensity_gco2eq_per_kwh", "float8"),
     ),
 )
 

@@ -71,7 +71,8 @@ def cached_tsdb(cache: Path, hosts: int, start: datetime, end: datetime) -> Path
     """The fleet's history as TSDB blocks, written month by month, built once per shape."""
     from carbon_pipeline.demo.loader import load_history, write_registry_seed
 
-    folder = cache / f"fleet-{hosts}h-{start:%Y%m%d}-{end:%Y%m%d}"
+    # The version changes whenever the generated history does (v2: memory gauges).
+    folder = cache / f"fleet-v2-{hosts}h-{start:%Y%m%d}-{end:%Y%m%d}"
     if (folder / "complete").exists():
         return folder
     log(

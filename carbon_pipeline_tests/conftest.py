@@ -33,6 +33,7 @@ from carbon_pipeline.resources import (
     PowerModelResource,
     PrometheusResource,
     RegistryResource,
+    SitesResource,
     WarehouseResource,
 )
 from carbon_pipeline_tests.fleet_spec import WINDOW_END, WINDOW_START, build_fleet
@@ -120,6 +121,7 @@ def local_resources(
             seed_dir=str(registry_seed),
         ),
         "power_model": PowerModelResource(),
+        "sites": SitesResource(),
         "settings": PipelineSettings(chunk_hours=chunk_hours),
     }
 

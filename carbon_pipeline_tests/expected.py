@@ -8,6 +8,18 @@ from datetime import timedelta
 import pandas as pd
 
 BUSY_W, IDLE_W = 12.0, 1.0
+# The full footprint's defaults (docs/methodology.md).
+MEMORY_W_PER_GIB, EMBODIED_KG, LIFETIME_YEARS, SERVER_THREADS = 0.3725, 1000.0, 4.0, 64
+FOOTPRINT = [
+    "memory_kwh",
+    "overhead_kwh",
+    "full_kwh",
+    "memory_gco2eq",
+    "overhead_gco2eq",
+    "embodied_gco2eq",
+    "full_gco2eq",
+    "regional_gco2eq",
+]
 METRICS = [
     "busy_cpu_seconds_total",
     "idle_cpu_seconds_total",
@@ -109,3 +121,56 @@ def workspace_usage(host: pd.DataFrame, workspaces: list[dict]) -> dict[int, dic
                 for m in METRICS:
                     totals[n][m] += getattr(r, m) * seconds / 3600
     return totals
+
+
+def regional_intensity(periods: pd.DataFrame, region_id: int) -> dict[pd.Timestamp, float]:
+    """{hour start: mean of its two periods' regional forecasts} as the test server gives them."""
+    from carbon_pipeline.demo.intensity_server import regional_forecast
+
+    result: dict[pd.Timestamp, list[float]] = {}
+    for start, forecast in zip(periods["period_from"], periods["forecast"], strict=True):
+        result.setdefault(pd.Timestamp(start).floor("h"), []).append(
+            regional_forecast(forecast, region_id)
+        )
+    return {hour: sum(values) / len(values) for hour, values in result.items()}
+
+
+def full_footprint(
+    host: pd.DataFrame, truth: pd.DataFrame, sites: dict[str, tuple[int, float]], periods
+) -> pd.DataFrame:
+    """host (from host_usage) with the full footprint's columns, by the formulas written out
+    one host-hour at a time; `sites`: {cloud_project_name: (region_id, pue)}."""
+    memory = {
+        (pd.Timestamp(r.timestamp_utc), r.hostname): (r.memory_gib, r.cpu_count)
+        for r in truth.itertuples(index=False)
+    }
+    regional = {region: regional_intensity(periods, region) for region, _ in sites.values()}
+    rows = []
+    for r in host.itertuples(index=False):
+        gib, cpus = memory[(r.timestamp_utc, r.hostname)]
+        region, pue = sites[r.cloud_project_name]
+        up = min(1.0, (r.busy_cpu_seconds_total + r.idle_cpu_seconds_total) / (cpus * 3600))
+        memory_kwh = gib * MEMORY_W_PER_GIB * up / 1000
+        it_kwh = r.busy_kwh + r.idle_kwh + memory_kwh
+        overhead_kwh = it_kwh * (pue - 1)
+        full_kwh = it_kwh + overhead_kwh
+        embodied = (
+            EMBODIED_KG * 1000 * min(1.0, cpus / SERVER_THREADS) * up / (LIFETIME_YEARS * 8766)
+        )
+        national = r.intensity_gco2eq_per_kwh
+        rows.append(
+            {
+                "memory_kwh": memory_kwh,
+                "overhead_kwh": overhead_kwh,
+                "full_kwh": full_kwh,
+                "memory_gco2eq": memory_kwh * national,
+                "overhead_gco2eq": overhead_kwh * national,
+                "embodied_gco2eq": embodied,
+                "full_gco2eq": r.busy_gco2eq
+                + r.idle_gco2eq
+                + (memory_kwh + overhead_kwh) * national
+                + embodied,
+                "regional_gco2eq": full_kwh * regional[region][r.timestamp_utc],
+            }
+        )
+    return pd.concat([host.reset_index(drop=True), pd.DataFrame(rows)], axis=1)

@@ -2,7 +2,8 @@
 
 Host .10 runs both cpus at exactly 50% all the time; its owner changes at 10:20 (mid-hour).
 Host .11 reboots; .12 lives for 24 hours only and its owner is missing from `users`; .13 has
-label values with quotes, a backslash and non-ASCII and is never owned; .14 idles. The
+label values with quotes, a backslash and non-ASCII and is never owned; .14 idles. Each host
+has its own memory size (8, 16, 4, 2 and 6.5 GiB). The
 registry also holds a workspace on .99, a host Prometheus has never seen.
 """
 
@@ -24,7 +25,14 @@ def t(text: str) -> datetime:
 def build_fleet() -> Fleet:
     hosts = [
         FleetHost(
-            "172.16.100.10:9100", "IDAaaS", "Muon", 2, WINDOW_START, WINDOW_END, "constant:0.5"
+            "172.16.100.10:9100",
+            "IDAaaS",
+            "Muon",
+            2,
+            WINDOW_START,
+            WINDOW_END,
+            "constant:0.5",
+            memory_gib=8.0,
         ),
         FleetHost(
             "host-172-16-100-11.nubes.stfc.ac.uk:9100",
@@ -35,6 +43,7 @@ def build_fleet() -> Fleet:
             WINDOW_END,
             "office",
             reboots=(t("2025-03-03T13:25"), t("2025-03-04T08:00")),
+            memory_gib=16.0,
         ),
         FleetHost(
             "172.16.100.12:9100",
@@ -45,11 +54,28 @@ def build_fleet() -> Fleet:
             t("2025-03-04T06:00"),
             "busy",
             host_label="host-172-16-100-12.nubes.stfc.ac.uk",
+            memory_gib=4.0,
         ),
         FleetHost(
-            "172.16.100.13", "DDAaaS", ODD_MACHINE, 1, WINDOW_START, WINDOW_END, "constant:0.25"
+            "172.16.100.13",
+            "DDAaaS",
+            ODD_MACHINE,
+            1,
+            WINDOW_START,
+            WINDOW_END,
+            "constant:0.25",
+            memory_gib=2.0,
         ),
-        FleetHost("172.16.100.14:9100", "IDAaaS", "Muon", 2, WINDOW_START, WINDOW_END, "idle"),
+        FleetHost(
+            "172.16.100.14:9100",
+            "IDAaaS",
+            "Muon",
+            2,
+            WINDOW_START,
+            WINDOW_END,
+            "idle",
+            memory_gib=6.5,
+        ),
     ]
     workspaces = [
         {

@@ -222,3 +222,78 @@ def test_definitions_load():
     }
     schedule = defs.resolve_schedule_def("hourly_carbon_schedule")
     assert schedule.cron_schedule == "10 * * * *"
+
+
+def test_the_full_footprint_per_host_hour_and_scope(
+    resources, database_url, prometheus, intensity_periods, fleet, tmp_path
+):
+    from carbon_pipeline.resources import SitesResource
+
+    sites_file = tmp_path / "sites.csv"
+    sites_file.write_text(
+        "site,region_id,pue,cloud_project_names\nRAL,12,1.4,IDAaaS\nDaresbury,6,1.2,*\n"
+    )
+    resources["sites"] = SitesResource(sites_file=str(sites_file))
+    result = materialize_range(resources, WINDOW_START, WINDOW_END)
+    assert result.success
+    _, truth = prometheus
+    host = expected.host_usage(truth, expected.hourly_intensity(intensity_periods))
+    sites = {"IDAaaS": (12, 1.4), "CDAaaS": (6, 1.2), "DDAaaS": (6, 1.2)}
+    want = expected.full_footprint(host, truth, sites, intensity_periods)
+    got = read_table(
+        database_url,
+        "SELECT timestamp_utc, hostname, site, region_id, pue, memory_gib, "
+        + ", ".join(expected.FOOTPRINT)
+        + " FROM v_host_hourly",
+    )
+    got["timestamp_utc"] = pd.to_datetime(got["timestamp_utc"], utc=True)
+    merged = want.merge(got, on=["timestamp_utc", "hostname"], suffixes=("_want", "_got"))
+    assert len(merged) == len(want) == len(got) == 5 * 48 - 24
+    for column in expected.FOOTPRINT:
+        assert merged[f"{column}_got"].to_numpy(dtype=float) == pytest.approx(
+            merged[f"{column}_want"].to_numpy(), rel=REL
+        ), column
+    ral = merged["cloud_project_name"] == "IDAaaS"
+    assert set(merged.loc[ral, "site"]) == {"RAL"} and set(merged.loc[~ral, "site"]) == {
+        "Daresbury"
+    }
+    assert set(merged.loc[ral, "pue"]) == {1.4} and set(merged.loc[~ral, "region_id"]) == {6}
+    assert set(got.loc[got["hostname"] == "172.16.100.14", "memory_gib"]) == {6.5}
+    # Host .10: 2 cpus fully up, 8 GiB: 8 x 0.3725 W for an hour; 2/64 of a 1,000 kg server
+    # over 4 years (of 8,766 h).
+    ten = merged[merged["hostname"] == "172.16.100.10"]
+    assert set(ten["memory_kwh_got"].round(15)) == {round(8 * 0.3725 / 1000, 15)}
+    assert ten["embodied_gco2eq_got"].to_numpy() == pytest.approx(
+        1e6 * 2 / 64 / (4 * 8766), rel=REL
+    )
+    # Every scope sums to ada, the new columns included, and the seed's columns are untouched.
+    tables = {scope: read_table(database_url, query) for scope, query in SCOPE_QUERIES.items()}
+    ada = tables["ada"].set_index("timestamp_utc").sort_index()
+    by_hour = want.groupby("timestamp_utc")[expected.FOOTPRINT + METRICS].sum()
+    for column in expected.FOOTPRINT + METRICS:
+        assert ada[column].to_numpy(dtype=float) == pytest.approx(
+            by_hour[column].to_numpy(), rel=REL
+        ), column
+    projects = tables["project"].groupby("cloud_project_name")[expected.FOOTPRINT].sum()
+    want_projects = want.groupby("cloud_project_name")[expected.FOOTPRINT].sum()
+    assert projects.loc[want_projects.index].to_numpy(dtype=float) == pytest.approx(
+        want_projects.to_numpy(), rel=REL
+    )
+    users = tables["user"].groupby("ext_user_id")["full_gco2eq"].sum().sum()
+    assert users == pytest.approx(want["full_gco2eq"].sum(), rel=REL)
+    conservation = next(
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.asset_check_evaluation_data.check_name == "conservation"
+    )
+    assert conservation.passed
+    total = read_table(database_url, "SELECT * FROM v_usage_total WHERE scope = 'ada'").iloc[0]
+    assert total["full_gco2eq"] == pytest.approx(want["full_gco2eq"].sum(), rel=REL)
+    assert total["regional_intensity_gco2eq_per_kwh"] == pytest.approx(
+        want["regional_gco2eq"].sum() / want["full_kwh"].sum(), rel=REL
+    )
+    assert total["footprint_unknown_hours"] == 0
+    assert total["total_gco2eq"] == pytest.approx(
+        (host["busy_gco2eq"] + host["idle_gco2eq"]).sum(), rel=REL
+    )

@@ -152,21 +152,44 @@ def test_inverted_and_ownerless_workspaces():
 def test_power_model_file_overrides_and_rejects_bad_values(tmp_path):
     good = tmp_path / "power.csv"
     good.write_text("machine_name,busy_watts_per_core,idle_watts_per_core\nMuon,10,0.5\n")
-    watts = PowerModelResource(overrides_file=str(good)).watts_for(pd.Series(["Muon", "SANS"]))
-    assert watts.to_dict("list") == {
+    model = PowerModelResource(overrides_file=str(good)).model_for(pd.Series(["Muon", "SANS"]))
+    assert model.to_dict("list") == {
         "busy_watts_per_core": [10.0, 12.0],
         "idle_watts_per_core": [0.5, 1.0],
+        "memory_watts_per_gib": [0.3725, 0.3725],
+        "embodied_kgco2e": [1000.0, 1000.0],
+        "lifetime_years": [4.0, 4.0],
+        "server_threads": [64.0, 64.0],
     }
-    bad = tmp_path / "bad.csv"
-    bad.write_text("machine_name,busy_watts_per_core,idle_watts_per_core\nMuon,-3,1\n")
-    with pytest.raises(PowerModelError, match="line 2 busy_watts_per_core.*-3"):
-        PowerModelResource(overrides_file=str(bad)).watts_for(pd.Series(["Muon"]))
-    missing = tmp_path / "missing.csv"
-    missing.write_text("machine_name,busy_watts_per_core,idle_watts_per_core\nMuon,,1\n")
-    with pytest.raises(PowerModelError, match="line 2 busy_watts_per_core"):
-        PowerModelResource(overrides_file=str(missing)).watts_for(pd.Series(["Muon"]))
-    with pytest.raises(PowerModelError, match="idle watts per core"):
-        PowerModelResource(idle_watts_per_core=-1).watts_for(pd.Series(["Muon"]))
+    # The footprint's factors may follow, in any order; an empty cell takes the default.
+    full = tmp_path / "full.csv"
+    full.write_text(
+        "machine_name,busy_watts_per_core,idle_watts_per_core,server_threads,memory_watts_per_gib\n"
+        "Muon,10,0.5,128,\nSANS,12,1,,0.5\n"
+    )
+    model = PowerModelResource(overrides_file=str(full)).model_for(pd.Series(["SANS", "Muon"]))
+    assert model["server_threads"].tolist() == [64.0, 128.0]
+    assert model["memory_watts_per_gib"].tolist() == [0.5, 0.3725]
+    for content, message in (
+        ("Muon,-3,1", "line 2 busy_watts_per_core.*-3"),
+        ("Muon,,1", "line 2 busy_watts_per_core"),
+    ):
+        bad = tmp_path / "bad.csv"
+        bad.write_text("machine_name,busy_watts_per_core,idle_watts_per_core\n" + content + "\n")
+        with pytest.raises(PowerModelError, match=message):
+            PowerModelResource(overrides_file=str(bad)).model_for(pd.Series(["Muon"]))
+    zero = tmp_path / "zero.csv"
+    zero.write_text(
+        "machine_name,busy_watts_per_core,idle_watts_per_core,lifetime_years\nMuon,1,1,0\n"
+    )
+    with pytest.raises(PowerModelError, match="line 2 lifetime_years must be a finite, positive"):
+        PowerModelResource(overrides_file=str(zero)).model_for(pd.Series(["Muon"]))
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("machine_name,busy_watts_per_core,idle_watts_per_core,gpus\nMuon,1,1,2\n")
+    with pytest.raises(PowerModelError, match="then any of memory_watts_per_gib"):
+        PowerModelResource(overrides_file=str(unknown)).model_for(pd.Series(["Muon"]))
+    with pytest.raises(PowerModelError, match="CARBON_IDLE_WATTS_PER_CORE"):
+        PowerModelResource(idle_watts_per_core=-1).model_for(pd.Series(["Muon"]))
 
 
 # ---- the record: merging answers, finding gaps ------------------------------------------
@@ -226,6 +249,13 @@ def test_a_new_answer_adds_and_corrects_but_never_takes_away():
         stored, stored_rejected, answer, answer_rejected, replace=True
     )
     assert len(kept) == 4 and len(rejected) == 1 and counts.deleted == 1
+    # A memory size the answer lacks is kept from the record; one it has replaces it.
+    stored = stored.assign(memory_gib=[8.0, 8.0, 8.0, 8.0])
+    answer = answer.assign(memory_gib=[float("nan"), 16.0, 4.0, 2.0])
+    kept, _, counts = merge_host_cpu(stored, stored_rejected, answer, answer_rejected)
+    memory = {(r.timestamp_utc.hour, r.hostname): r.memory_gib for r in kept.itertuples()}
+    assert memory[(0, "a")] == 8.0 and memory[(0, "b")] == 16.0 and memory[(1, "gone")] == 8.0
+    assert counts.changed == 1  # b (and its memory); a is unchanged
 
 
 def test_an_hours_intensity_is_only_replaced_by_as_good_or_better():
@@ -417,3 +447,152 @@ def test_impossible_intensities_use_the_forecast_else_the_fallback():
     assert hours["intensity_source"].tolist() == ["forecast", "forecast", "fallback"]
     assert hours["period_count"].tolist() == [2, 1, 0]
     assert hours["glitch_periods"].tolist() == [1, 1, 0]
+
+
+def one_host_hour(**values) -> tuple[pd.DataFrame, ...]:
+    """A host-hour and the model, intensities it needs, for energy.host_usage."""
+    frame = pd.DataFrame(
+        {
+            "timestamp_utc": utc_ns([at(0)]),
+            "hostname": ["h"],
+            "cloud_project_name": ["P"],
+            "machine_name": ["M"],
+            "cpu_count": [values["cpus"]],
+            "busy_cpu_seconds_total": [values["busy"]],
+            "idle_cpu_seconds_total": [values["idle"]],
+            "memory_gib": [values["memory_gib"]],
+        }
+    )
+    model = pd.DataFrame(
+        {
+            "busy_watts_per_core": [values["busy_w"]],
+            "idle_watts_per_core": [values["idle_w"]],
+            "memory_watts_per_gib": [0.3725],
+            "embodied_kgco2e": [values.get("embodied_kg", 1000.0)],
+            "lifetime_years": [4.0],
+            "server_threads": [values.get("threads", 64.0)],
+            "site": ["S"],
+            "region_id": [12],
+            "pue": [values["pue"]],
+        }
+    )
+    national = pd.DataFrame(
+        {
+            "timestamp_utc": utc_ns([at(0)]),
+            "intensity_gco2eq_per_kwh": [values["intensity"]],
+            "intensity_source": ["actual"],
+        }
+    )
+    regional = national.rename(
+        columns={"intensity_gco2eq_per_kwh": "regional_intensity_gco2eq_per_kwh"}
+    ).assign(region_id=12, regional_intensity_gco2eq_per_kwh=values.get("regional", 150.0))
+    return frame, national, model, regional
+
+
+def test_the_full_footprint_reproduces_green_algorithms():
+    """Green Algorithms (Lannelongue et al. 2021): energy = t x (n x P x u + mem x 0.3725 W/GB)
+    x PUE. Worked example: 4 cores at 12 W, 50% used, 16 GB, PUE 1.67, 1 h, 200 gCO2eq/kWh:
+    (4 x 12 x 0.5 + 16 x 0.3725) x 1.67 = (24 + 5.96) x 1.67 = 50.0332 Wh; 10.00664 gCO2eq.
+    Our model gives it with no idle power (the seed's 1 W idle is our own addition)."""
+    from carbon_pipeline.energy import host_usage
+
+    usage = host_usage(
+        *one_host_hour(
+            cpus=4,
+            busy=4 * 3600 * 0.5,
+            idle=4 * 3600 * 0.5,
+            memory_gib=16.0,
+            busy_w=12.0,
+            idle_w=0.0,
+            pue=1.67,
+            intensity=200.0,
+            embodied_kg=0.0,
+        )
+    ).iloc[0]
+    assert usage["full_kwh"] == pytest.approx(0.0500332, rel=1e-12)
+    assert usage["full_gco2eq"] == pytest.approx(10.00664, rel=1e-12)
+    assert usage["memory_kwh"] == pytest.approx(16 * 0.3725 / 1000, rel=1e-12)
+    assert usage["overhead_kwh"] == pytest.approx(0.0500332 - 0.02996, rel=1e-12)
+    assert usage["regional_gco2eq"] == pytest.approx(0.0500332 * 150.0, rel=1e-12)
+    # The seed's columns keep their meaning: CPU only, no overhead.
+    assert usage["busy_kwh"] == pytest.approx(0.024, rel=1e-12) and usage["idle_kwh"] == 0.0
+
+
+def test_embodied_carbon_follows_ccf_amortisation():
+    """Cloud Carbon Footprint (after the SCI): M = TE x (TR / EL) x (RR / TR). Worked example:
+    a 1,000 kgCO2e server lasting 4 years (35,064 h), 8 of its 64 threads held for one hour:
+    1,000,000 g x 1/35,064 x 8/64 = 3.565480...; a host up for half the hour holds half."""
+    from carbon_pipeline.energy import host_usage
+
+    full = host_usage(
+        *one_host_hour(
+            cpus=8,
+            busy=8 * 1800.0,
+            idle=8 * 1800.0,
+            memory_gib=0.0,
+            busy_w=12.0,
+            idle_w=1.0,
+            pue=1.0,
+            intensity=100.0,
+        )
+    ).iloc[0]
+    assert full["embodied_gco2eq"] == pytest.approx(1e6 / 35064 * 8 / 64, rel=1e-12)
+    half = host_usage(
+        *one_host_hour(
+            cpus=8,
+            busy=8 * 900.0,
+            idle=8 * 900.0,
+            memory_gib=0.0,
+            busy_w=12.0,
+            idle_w=1.0,
+            pue=1.0,
+            intensity=100.0,
+        )
+    ).iloc[0]
+    assert half["embodied_gco2eq"] == pytest.approx(full["embodied_gco2eq"] / 2, rel=1e-12)
+    # Embodied carbon does not depend on the grid; a host bigger than a server holds one server.
+    greener = host_usage(
+        *one_host_hour(
+            cpus=128,
+            busy=128 * 1800.0,
+            idle=128 * 1800.0,
+            memory_gib=0.0,
+            busy_w=12.0,
+            idle_w=1.0,
+            pue=1.0,
+            intensity=10.0,
+        )
+    ).iloc[0]
+    assert greener["embodied_gco2eq"] == pytest.approx(1e6 / 35064, rel=1e-12)
+
+
+def test_an_unknown_memory_makes_the_full_footprint_unknown_not_zero():
+    from carbon_pipeline.energy import host_usage, sum_metrics
+
+    usage = host_usage(
+        *one_host_hour(
+            cpus=2,
+            busy=3600.0,
+            idle=3600.0,
+            memory_gib=float("nan"),
+            busy_w=12.0,
+            idle_w=1.0,
+            pue=1.2,
+            intensity=100.0,
+        )
+    )
+    assert usage["full_gco2eq"].isna().all() and usage["busy_gco2eq"].iloc[0] == pytest.approx(1.2)
+    known = host_usage(
+        *one_host_hour(
+            cpus=2,
+            busy=3600.0,
+            idle=3600.0,
+            memory_gib=4.0,
+            busy_w=12.0,
+            idle_w=1.0,
+            pue=1.2,
+            intensity=100.0,
+        )
+    ).assign(hostname="k")
+    summed = sum_metrics(pd.concat([usage, known]), ["timestamp_utc"]).iloc[0]
+    assert pd.isna(summed["full_kwh"]) and summed["busy_kwh"] == pytest.approx(2 * 0.012)

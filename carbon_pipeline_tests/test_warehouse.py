@@ -36,7 +36,9 @@ def host(prometheus, intensity_periods) -> pd.DataFrame:
     frame["group_name"] = frame["cloud_project_name"] + "_" + frame["machine_name"]
     frame["total_kwh"] = frame["busy_kwh"] + frame["idle_kwh"]
     frame["total_gco2eq"] = frame["busy_gco2eq"] + frame["idle_gco2eq"]
-    return frame
+    # Every project at the default site: RAL, region 12, PUE 1.0.
+    sites = dict.fromkeys(frame["cloud_project_name"].unique(), (12, 1.0))
+    return expected.full_footprint(frame, truth, sites, intensity_periods)
 
 
 def as_analyst(url: str, query: str, params=None, now: str | None = None) -> pd.DataFrame:
@@ -255,6 +257,47 @@ def check_project_by_month(got, host, fleet):
     )
 
 
+def check_full_footprint_this_year(got, host, fleet):
+    (row,) = got.to_dict("records")
+    assert row["cpu_kwh"] == pytest.approx(host["total_kwh"].sum(), rel=REL)
+    assert row["cpu_kgco2eq"] == pytest.approx(host["total_gco2eq"].sum() / 1000, rel=REL)
+    assert row["full_kwh"] == pytest.approx(host["full_kwh"].sum(), rel=REL)
+    assert row["full_kgco2eq"] == pytest.approx(host["full_gco2eq"].sum() / 1000, rel=REL)
+    assert row["footprint_unknown_hours"] == 0 and row["full_kwh"] > row["cpu_kwh"]
+
+
+def check_what_the_full_footprint_adds(got, host, fleet):
+    want = host.groupby("cloud_project_name")[
+        ["total_gco2eq", "memory_gco2eq", "overhead_gco2eq", "embodied_gco2eq", "full_gco2eq"]
+    ].sum().sort_values("full_gco2eq", ascending=False)
+    assert got["project"].tolist() == want.index.tolist()
+    for column, wanted in (
+        ("cpu_gco2eq", "total_gco2eq"),
+        ("memory_gco2eq", "memory_gco2eq"),
+        ("overhead_gco2eq", "overhead_gco2eq"),
+        ("embodied_gco2eq", "embodied_gco2eq"),
+        ("full_gco2eq", "full_gco2eq"),
+    ):
+        assert got[column].to_numpy(dtype=float) == pytest.approx(want[wanted].to_numpy(), rel=REL, abs=1e-12)
+    assert got["full_over_cpu"].to_numpy(dtype=float) == pytest.approx(
+        (want["full_gco2eq"] / want["total_gco2eq"]).to_numpy(), rel=REL
+    )
+    assert set(got["overhead_gco2eq"]) == {0.0}  # PUE 1.0: overhead not applied
+
+
+def check_national_vs_regional(got, host, fleet):
+    (row,) = got.to_dict("records")
+    operational = host["full_gco2eq"].sum() - host["embodied_gco2eq"].sum()
+    assert str(row["month"]) == "2025-03-01"
+    assert row["national_gco2eq"] == pytest.approx(operational, rel=REL)
+    assert row["regional_gco2eq"] == pytest.approx(host["regional_gco2eq"].sum(), rel=REL)
+    assert row["regional_intensity"] == pytest.approx(
+        host["regional_gco2eq"].sum() / host["full_kwh"].sum(), rel=REL
+    )
+    # The test server's South England is 0.8 of the national forecast.
+    assert row["regional_intensity"] < row["national_intensity"]
+
+
 def check_no_usage_or_no_data(got, host, fleet):
     # Erin's workspace holds host .99 all along, which never reported: one host missing in
     # every hour; every other host that was up reported.
@@ -279,6 +322,9 @@ CHECKS = {
     "idle_workspaces": ("2025-03-05T00:00Z", check_idle_workspaces),
     "project_by_month": (None, check_project_by_month),
     "no_usage_or_no_data": (None, check_no_usage_or_no_data),
+    "full_footprint_this_year": ("2025-06-01T00:00Z", check_full_footprint_this_year),
+    "what_the_full_footprint_adds": (None, check_what_the_full_footprint_adds),
+    "national_vs_regional": (None, check_national_vs_regional),
 }
 
 

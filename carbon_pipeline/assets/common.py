@@ -18,6 +18,7 @@ from carbon_pipeline.intensity import MissingIntensityError
 from carbon_pipeline.partitions import backfill_policy, hourly_partitions
 from carbon_pipeline.resources.power_model import PowerModelError
 from carbon_pipeline.resources.registry import RegistryError
+from carbon_pipeline.resources.sites import SitesError
 from carbon_pipeline.retries import asset_retry_policy
 from carbon_pipeline.secrets import mask_secrets
 from carbon_pipeline.times import whole_hours
@@ -43,6 +44,7 @@ def replace_sources(context: dg.AssetExecutionContext) -> bool:
 # Errors in the input, which no retry can mend.
 INPUT_ERRORS = (
     GroupNameError,
+    SitesError,
     SchemaError,
     SchemaErrors,
     ConfigError,

@@ -74,7 +74,9 @@ def usage_facts(
     start, end = window(context)
     progress = Progress(context, start, end)
     worst_gap = 0.0
-    totals = {"busy_kwh": 0.0, "idle_kwh": 0.0, "busy_gco2eq": 0.0, "idle_gco2eq": 0.0}
+    totals = dict.fromkeys(
+        ("busy_kwh", "idle_kwh", "busy_gco2eq", "idle_gco2eq", "full_kwh", "full_gco2eq"), 0.0
+    )
     sessions_touched: set[int] = set()
     registry_problems: set[str] = set()
     specs = [*SCOPE_FACTS.values(), FACT_USAGE_WORKSPACE]

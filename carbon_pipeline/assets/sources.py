@@ -26,17 +26,25 @@ from carbon_pipeline.checks import (
 )
 from carbon_pipeline.coverage import LOOKAROUND, WHOLE_HOUR, Coverage
 from carbon_pipeline.holdings import holdings
-from carbon_pipeline.intensity import hourly_intensity
+from carbon_pipeline.intensity import REGIONAL_INTENSITY_COLUMNS, hourly_intensity
 from carbon_pipeline.resources import (
     CarbonIntensityResource,
     PipelineSettings,
     PrometheusResource,
     RegistryResource,
+    SitesResource,
     WarehouseResource,
 )
-from carbon_pipeline.schemas import HOST_CPU_SCHEMA, INTENSITY_SCHEMA, column_schema, validate
+from carbon_pipeline.schemas import (
+    HOST_CPU_SCHEMA,
+    INTENSITY_SCHEMA,
+    REGIONAL_INTENSITY_SCHEMA,
+    column_schema,
+    validate,
+)
 from carbon_pipeline.tables import (
     CARBON_INTENSITY_HOURLY,
+    CARBON_INTENSITY_REGIONAL_HOURLY,
     HOST_CPU_GAPS,
     HOST_CPU_HOURLY,
     HOST_CPU_REJECTED,
@@ -204,13 +212,17 @@ def host_cpu_seconds(
 def carbon_intensity(
     context: dg.AssetExecutionContext,
     carbon_intensity_api: CarbonIntensityResource,
+    sites: SitesResource,
     warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     """GB national carbon intensity of every hour (table `carbon_intensity_hourly`): the mean
     of the hour's two half-hour periods, each its actual else its forecast, with provenance
     (actual, forecast or fallback). With CARBON_INTENSITY_ON_MISSING=fallback the hours of a
     request that failed get the fallback, flagged; with `fail` the run fails. A stored hour is
-    only ever replaced by one of the same or better provenance."""
+    only ever replaced by one of the same or better provenance. Beside it, the intensity of
+    the GB region of every site (`carbon_intensity_regional_hourly`; the API publishes
+    forecasts only), for the location-based footprint; a regional hour the API cannot give
+    takes the national hour's intensity, flagged fallback."""
     start, end = window(context)
     api = carbon_intensity_api
     progress = Progress(context, start, end)
@@ -229,13 +241,24 @@ def carbon_intensity(
             glitch_min_forecast=api.glitch_min_forecast,
         )
         answered = validate(INTENSITY_SCHEMA, answered)
-    with warehouse.replace_window(start, end, [CARBON_INTENSITY_HOURLY]) as writer:
+    regional_answers = _regional_answers(context, api, sites.region_ids(), answered, start, end)
+    tables = [CARBON_INTENSITY_HOURLY, CARBON_INTENSITY_REGIONAL_HOURLY]
+    with warehouse.replace_window(start, end, tables) as writer:
         # Provenance only improves: a stored actual is never replaced by a forecast or the
         # fallback (the API down, say). Read what is committed: this delete is not seen.
         stored = warehouse.read_window("intensity_window", start, end)
+        stored_regional = warehouse.read_window("regional_intensity_window", start, end)
         with phase("transform"):
             hours, merged = merge_intensity(stored, answered)
+            regional = [stored_regional[~stored_regional["region_id"].isin(regional_answers)]]
+            for region_id, region_hours in regional_answers.items():
+                kept, _ = merge_intensity(
+                    stored_regional[stored_regional["region_id"] == region_id], region_hours
+                )
+                regional.append(kept)
+            regional = validate(REGIONAL_INTENSITY_SCHEMA, pd.concat(regional, ignore_index=True))
         writer.copy(CARBON_INTENSITY_HOURLY.name, hours)
+        writer.copy(CARBON_INTENSITY_REGIONAL_HOURLY.name, regional)
     progress.chunk_done(start, end, len(hours))
     if merged.kept_better:
         context.log.warning(
@@ -256,9 +279,13 @@ def carbon_intensity(
         )
     if glitches:
         context.log.warning(
-            f"{glitches} period(s) reported an actual of 0 while the forecast was at least "
-            f"{api.glitch_min_forecast}: treated as glitches, their forecast used (flagged 'forecast')"
+            f"{glitches} period(s) reported an actual that cannot be true (0 while the forecast "
+            f"was at least {api.glitch_min_forecast}, negative, above 1500 or not finite): "
+            "rejected, their forecast used (flagged 'forecast')"
         )
+    incomplete = int(
+        ((hours["intensity_source"] != "fallback") & (hours["period_count"] < 2)).sum()
+    )
     estimated_share = float((hours["intensity_source"] != "actual").mean())
     provenance = {
         "periods": len(periods),
@@ -266,7 +293,9 @@ def carbon_intensity(
         "hours_forecast": int(sources.get("forecast", 0)),
         "hours_fallback": fallback_hours,
         "glitch_periods": glitches,
+        "hours_with_one_period": incomplete,
         "estimated_share": estimated_share,
+        "regions": ", ".join(str(r) for r in regional_answers),
     }
     return dg.MaterializeResult(
         # The provenance in full is the check's metadata (stored once a run); what the UI
@@ -286,3 +315,30 @@ def carbon_intensity(
             )
         ],
     )
+
+
+def _regional_answers(
+    context: dg.AssetExecutionContext,
+    api: CarbonIntensityResource,
+    region_ids: list[int],
+    national: pd.DataFrame,
+    start,
+    end,
+) -> dict[int, pd.DataFrame]:
+    """{region_id: its hours}, each hour the API could not give taking the national hour's
+    intensity, flagged fallback."""
+    answers = {}
+    for region_id in region_ids:
+        periods, errors = api.fetch_periods(start, end, region_id=region_id)
+        if errors and api.on_missing != "fallback":
+            raise errors[0]
+        for error in errors:
+            context.log.warning(f"{error}; its hours take the national intensity (fallback)")
+        with phase("transform"):
+            hours = hourly_intensity(periods, start, end, on_missing="fallback")
+            missing = (hours["intensity_source"] == "fallback").to_numpy()
+            hours.loc[missing, "intensity_gco2eq_per_kwh"] = national.loc[
+                missing, "intensity_gco2eq_per_kwh"
+            ].to_numpy()
+            answers[region_id] = hours.assign(region_id=region_id)[REGIONAL_INTENSITY_COLUMNS]
+    return answers

@@ -10,6 +10,7 @@ from carbon_pipeline.energy import host_usage as compute_host_usage
 from carbon_pipeline.resources import (
     PipelineSettings,
     PowerModelResource,
+    SitesResource,
     WarehouseResource,
 )
 from carbon_pipeline.resources.warehouse import dimension_ids, ids_of
@@ -38,31 +39,52 @@ def host_usage(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     power_model: PowerModelResource,
+    sites: SitesResource,
     settings: PipelineSettings,
 ) -> dg.MaterializeResult:
-    """Electricity [kWh] and carbon [gCO2eq], busy and idle, of every host-hour (table
-    `fact_usage_instance`): W/core of the host's machine type x CPU seconds / 3.6e6, times
-    the hour's intensity."""
+    """Electricity [kWh] and carbon [gCO2eq] of every host-hour (table `fact_usage_instance`).
+    The seed's footprint: busy and idle, W/core of the host's machine type x CPU seconds /
+    3.6e6, times the hour's national intensity. Beside it the full one: memory, the site's
+    facility overhead (PUE), the server's embodied carbon, and the carbon at the site's
+    regional intensity (docs/methodology.md)."""
     start, end = window(context)
     progress = Progress(context, start, end)
-    totals = {"busy_kwh": 0.0, "idle_kwh": 0.0, "busy_gco2eq": 0.0, "idle_gco2eq": 0.0}
+    totals = dict.fromkeys(
+        ("busy_kwh", "idle_kwh", "busy_gco2eq", "idle_gco2eq", "full_kwh", "full_gco2eq"), 0.0
+    )
+    unknown_memory = 0
     with warehouse.replace_window(start, end, [FACT_USAGE_INSTANCE]) as writer:
         for chunk_start, chunk_end in chunks(start, end, settings.chunk_hours):
             cpu = warehouse.read_window("host_cpu_window", chunk_start, chunk_end)
             intensity = warehouse.read_window("intensity_window", chunk_start, chunk_end)
+            regional = warehouse.read_window("regional_intensity_window", chunk_start, chunk_end)
             # What is read back was validated when it was written: validate what is new.
             with phase("transform"):
-                usage = compute_host_usage(
-                    cpu, intensity, power_model.watts_for(cpu["machine_name"])
+                model = power_model.model_for(cpu["machine_name"]).join(
+                    sites.site_of(cpu["cloud_project_name"])
                 )
+                regional = regional.rename(
+                    columns={"intensity_gco2eq_per_kwh": "regional_intensity_gco2eq_per_kwh"}
+                )
+                usage = compute_host_usage(cpu, intensity, model, regional)
                 usage = validate(HOST_USAGE_SCHEMA, usage)
+                unknown_memory += int(usage["memory_gib"].isna().sum())
             rows = _with_dimension_ids(writer.connection, usage)
             writer.copy(FACT_USAGE_INSTANCE.name, rows)
             for key in totals:
                 totals[key] += float(usage[key].sum())
             progress.chunk_done(chunk_start, chunk_end, len(rows))
+    if unknown_memory:
+        context.log.warning(
+            f"{unknown_memory} host-hour(s) have no memory size from Prometheus "
+            "(node_memory_MemTotal_bytes): their full footprint is unknown (NULL), never 0"
+        )
     return dg.MaterializeResult(
-        metadata={**progress.finish(), **{f"total_{k}": v for k, v in totals.items()}}
+        metadata={
+            **progress.finish(),
+            **{f"total_{k}": v for k, v in totals.items()},
+            "host_hours_without_memory": unknown_memory,
+        }
     )
 
 

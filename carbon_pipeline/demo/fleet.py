@@ -56,6 +56,7 @@ class FleetHost:
     # name of the same VM (another `instance`). Its counters appear once per scrape.
     also_scraped_by: str | None = None
     also_scraped_as: str | None = None
+    memory_gib: float | None = 8.0  # node_memory_MemTotal_bytes / 2^30; None: not exported
 
     @property
     def hostname(self) -> str:
@@ -71,6 +72,13 @@ class FleetHost:
         if self.also_scraped_as:
             extra.append({**labels, "instance": self.also_scraped_as})
         return [labels, *extra]
+
+    def memory_labels(self) -> list[dict[str, str]]:
+        """The label sets of the memory gauge (one per scrape)."""
+        return [
+            {k: v for k, v in labels.items() if k not in ("cpu", "mode")}
+            for labels in self.scrapes(0, "idle")
+        ]
 
     def labels(self, cpu: int, mode: str) -> dict[str, str]:
         labels = {"instance": self.instance} if self.instance else {}
@@ -146,16 +154,22 @@ class Fleet:
 
     def slices(
         self, start: datetime, end: datetime, slice_hours: int
-    ) -> Iterator[tuple[list[tuple[dict, np.ndarray, np.ndarray]], pd.DataFrame]]:
-        """For consecutive slices of [start, end]: the samples of every series in the slice
-        and the true CPU seconds of the hours whose end lies in the slice. Counters carry
-        over from slice to slice."""
+    ) -> Iterator[
+        tuple[
+            list[tuple[dict, np.ndarray, np.ndarray]],
+            list[tuple[dict, np.ndarray, np.ndarray]],
+            pd.DataFrame,
+        ]
+    ]:
+        """For consecutive slices of [start, end]: the samples of every CPU counter and of
+        every memory gauge in the slice, and the true CPU seconds (and memory) of the hours
+        whose end lies in the slice. Counters carry over from slice to slice."""
         counters: dict[tuple[int, int, str], float] = {}
         final = epoch(end)
         for slice_start in range(epoch(start), final, slice_hours * 3600):
             first_slice = slice_start == epoch(start)
             slice_end = min(final, slice_start + slice_hours * 3600)
-            series, truth = [], []
+            series, gauges, truth = [], [], []
             for index, host in enumerate(self.hosts):
                 lo = max(
                     epoch(host.start),
@@ -187,8 +201,12 @@ class Fleet:
                             _corrupt(values, times, host.corrupt)
                         for labels in host.scrapes(cpu, mode):
                             series.append((labels, times[scraped], values[scraped]))
+                if host.memory_gib is not None:
+                    memory = np.full(int(scraped.sum()), host.memory_gib * 2**30)
+                    for labels in host.memory_labels():
+                        gauges.append((labels, times[scraped], memory))
                 truth.append(self._truth(host, times, increments, is_first, scraped))
-            yield series, pd.concat(truth, ignore_index=True) if truth else _empty_truth()
+            yield series, gauges, pd.concat(truth, ignore_index=True) if truth else _empty_truth()
 
     def _truth(self, host, times, increments, is_first, scraped) -> pd.DataFrame:
         # An hour is known only if every step in it ends in a scrape.
@@ -220,6 +238,7 @@ class Fleet:
                 "cpu_count": host.cpus,
                 "busy_cpu_seconds_total": hours["busy_cpu_seconds_total"].to_numpy(),
                 "idle_cpu_seconds_total": hours["idle_cpu_seconds_total"].to_numpy(),
+                "memory_gib": np.nan if host.memory_gib is None else host.memory_gib,
             }
         )
 
@@ -339,16 +358,18 @@ def demo_fleet(
             if life_hours > 48
         )
         profile = rng.choice(["idle", "office", "busy"], p=[0.3, 0.4, 0.3])
+        host_cpus = int(rng.choice(cpus))
         hosts.append(
             FleetHost(
                 instance,
                 project,
                 machine,
-                int(rng.choice(cpus)),
+                host_cpus,
                 born,
                 dies,
                 str(profile),
                 reboots=tuple(sorted(set(reboots))),
+                memory_gib=4.0 * host_cpus,
             )
         )
         if index % 9 == 4:

@@ -1,4 +1,6 @@
-"""A local HTTP server speaking the Carbon Intensity API's `/intensity/{from}/{to}` contract.
+"""A local HTTP server speaking the Carbon Intensity API's `/intensity/{from}/{to}` contract,
+and `/regional/intensity/{from}/{to}/regionid/{id}`'s (forecasts only, the periods nested in
+an object: {"data": {"regionid", "shortname", "data": [...]}}).
 
 Like the real service it answers at most 14 days a request, returns every half-hour period
 touching the range (including the one that ends at `from`), leaves out periods it has no data
@@ -78,6 +80,16 @@ def neso_periods(path: Path = NESO_2023) -> pd.DataFrame:
     )
 
 
+# A region's forecast is the national one times this (rounded), region 12 (South England,
+# RAL's) at 0.8; every other region at 1 + (id - 12) / 20.
+def regional_factor(region_id: int) -> float:
+    return 0.8 if region_id == 12 else 1.0 + (region_id - 12) / 20
+
+
+def regional_forecast(national_forecast: float, region_id: int) -> float:
+    return float(round(national_forecast * regional_factor(region_id)))
+
+
 def _parse(text: str) -> datetime:
     for fmt in ("%Y-%m-%dT%H:%MZ", "%Y-%m-%dT%H:%M:%SZ"):
         try:
@@ -147,6 +159,13 @@ class IntensityServer:
         if fail_once:
             return 500, {"error": {"code": "500 Internal Server Error", "message": "injected once"}}
         parts = path.strip("/").split("/")
+        region_id = None
+        if len(parts) == 6 and parts[:2] == ["regional", "intensity"] and parts[4] == "regionid":
+            try:
+                region_id = int(parts[5])
+            except ValueError:
+                return 400, {"error": {"code": "400 Bad Request", "message": "bad region id"}}
+            parts = parts[1:4]
         if len(parts) != 3 or parts[0] != "intensity":
             return 400, {"error": {"code": "400 Bad Request", "message": f"unknown path {path}"}}
         try:
@@ -164,6 +183,24 @@ class IntensityServer:
             }
         p = self.periods
         touching = p[(p["period_to"] >= start) & (p["period_from"] < end)]
+        if region_id is not None:
+            data = [
+                {
+                    "from": f.strftime("%Y-%m-%dT%H:%MZ"),
+                    "to": t.strftime("%Y-%m-%dT%H:%MZ"),
+                    "intensity": {
+                        "forecast": int(regional_forecast(fc, region_id)),
+                        "index": _index(regional_forecast(fc, region_id)),
+                    },
+                }
+                for f, t, fc in touching[["period_from", "period_to", "forecast"]].itertuples(
+                    index=False
+                )
+                if not pd.isna(fc)
+            ]
+            return 200, {
+                "data": {"regionid": region_id, "shortname": f"region {region_id}", "data": data}
+            }
         data = [
             {
                 "from": f.strftime("%Y-%m-%dT%H:%MZ"),

@@ -10,7 +10,7 @@ import pandas as pd
 from bson import ObjectId, json_util
 
 from carbon_pipeline.demo.fleet import Fleet
-from carbon_pipeline.demo.openmetrics import write_counter_family, write_eof
+from carbon_pipeline.demo.openmetrics import write_eof, write_family
 from carbon_pipeline.demo.prometheus_server import BlockConversion
 
 
@@ -28,10 +28,11 @@ def load_history(
     work_dir.mkdir(parents=True, exist_ok=True)
     truths = []
     converting = None  # promtool converts one slice while the next one is generated
-    for number, (series, truth) in enumerate(fleet.slices(start, end, slice_hours)):
+    for number, (series, gauges, truth) in enumerate(fleet.slices(start, end, slice_hours)):
         path = work_dir / f"history-{number:03d}.om"
         with path.open("w", encoding="utf-8") as out:
-            write_counter_family(out, "node_cpu_seconds_total", series)
+            write_family(out, "node_cpu_seconds_total", series, "counter")
+            write_family(out, "node_memory_MemTotal_bytes", gauges, "gauge")
             write_eof(out)
         if converting:
             converting.wait()

@@ -19,15 +19,17 @@ def series_name(metric: str, labels: dict[str, str]) -> str:
     return f"{metric}{{{body}}}"
 
 
-def write_counter_family(
+def write_family(
     out: TextIO,
     metric: str,
     series: Iterable[tuple[dict[str, str], np.ndarray, np.ndarray]],
+    kind: str = "counter",
 ) -> int:
-    """Write one counter family: (labels, times in whole seconds, values) per series.
-    Returns the number of samples written. The caller writes `# EOF` once at the end."""
-    family = metric.removesuffix("_total")
-    out.write(f"# HELP {family} Seconds the cpus spent in each mode.\n# TYPE {family} counter\n")
+    """Write one metric family (a counter or a gauge): (labels, times in whole seconds,
+    values) per series. Returns the number of samples written. The caller writes `# EOF`
+    once at the end."""
+    family = metric.removesuffix("_total") if kind == "counter" else metric
+    out.write(f"# HELP {family} {metric}.\n# TYPE {family} {kind}\n")
     samples = 0
     for labels, times, values in series:
         if len(times) and np.any(np.diff(times) <= 0):

@@ -37,7 +37,7 @@ def _prepare_history(root: Path) -> Path:
         "hosts": DEMO_HOSTS,
         "start": DEMO_START.isoformat(),
         "end": DEMO_END.isoformat(),
-        "v": 1,
+        "v": 2,  # 2: memory gauges
     }
     if marker.exists() and json.loads(marker.read_text()) == spec and data.exists():
         say(f"reusing the fleet's Prometheus history in {data}")
@@ -73,6 +73,8 @@ def demo_services(root: Path):
             "MONGO_SEED_DIR": str(root / "registry"),
             "CARBON_PIPELINE_START": DEMO_START.strftime("%Y-%m-%dT%H:%MZ"),
             "CARBON_PIPELINE_SCHEDULE_STATUS": "STOPPED",
+            # The demo's site has a facility overhead, so that the full footprint shows one.
+            "CARBON_SITE_PUE": os.environ.get("CARBON_SITE_PUE", "1.4"),
         }
     )
     try:
@@ -121,15 +123,33 @@ def run_demo(root: Path, verbose: bool = False) -> int:
 def print_report(database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
         ada = conn.execute(
-            "SELECT busy_kwh + idle_kwh, (busy_gco2eq + idle_gco2eq) / 1000 FROM v_ada_total"
+            "SELECT total_kwh, total_gco2eq / 1000, full_kwh, full_gco2eq / 1000 "
+            "FROM v_usage_total WHERE scope = 'ada'"
         ).fetchone()
-        print(f"\nWhole platform (ada), March 2025: {ada[0]:,.1f} kWh, {ada[1]:,.1f} kgCO2eq\n")
-        print(f"{'project':<12}{'busy kWh':>12}{'idle kWh':>12}{'kgCO2eq':>12}")
-        for name, busy, idle, grams in conn.execute(
-            "SELECT cloud_project_name, busy_kwh, idle_kwh, busy_gco2eq + idle_gco2eq "
-            "FROM v_project_total ORDER BY 4 DESC"
+        print(
+            f"\nWhole platform (ada), March 2025: {ada[0]:,.1f} kWh, {ada[1]:,.1f} kgCO2eq CPU only "
+            f"(the seed's footprint); {ada[2]:,.1f} kWh, {ada[3]:,.1f} kgCO2eq in full\n"
+        )
+        print(
+            f"{'project':<10}{'CPU kWh':>10}{'CPU kgCO2eq':>13}{'full kWh':>10}"
+            f"{'memory':>9}{'overhead':>10}{'embodied':>10}{'full kgCO2eq':>14}{'regional':>10}"
+        )
+        for row in conn.execute(
+            "SELECT scope_name, total_kwh, total_gco2eq, full_kwh, memory_gco2eq, "
+            "overhead_gco2eq, embodied_gco2eq, full_gco2eq, regional_gco2eq + embodied_gco2eq "
+            "FROM v_usage_total WHERE scope = 'project' ORDER BY full_gco2eq DESC"
         ):
-            print(f"{name:<12}{busy:>12,.1f}{idle:>12,.1f}{grams / 1000:>12,.2f}")
+            name, kwh, grams, full_kwh, *carbon = row
+            print(
+                f"{name:<10}{kwh:>10,.1f}{grams / 1000:>13,.2f}{full_kwh:>10,.1f}"
+                + "".join(
+                    f"{c / 1000:>{w},.2f}" for c, w in zip(carbon, (9, 10, 10, 14, 10), strict=True)
+                )
+            )
+        print(
+            "  (kgCO2eq; memory, overhead (PUE) and embodied are what the full footprint adds;"
+            " regional: the full footprint at the site's own grid)"
+        )
         print(f"\n{'top users':<28}{'kWh':>10}{'kgCO2eq':>10}{'car miles':>11}")
         for name, kwh, grams in conn.execute(
             "SELECT user_name, busy_kwh + idle_kwh, busy_gco2eq + idle_gco2eq "

@@ -5,6 +5,7 @@ from carbon_pipeline.resources.power_model import PowerModelResource
 from carbon_pipeline.resources.prometheus import PrometheusResource
 from carbon_pipeline.resources.registry import RegistryResource
 from carbon_pipeline.resources.settings import PipelineSettings
+from carbon_pipeline.resources.sites import SitesResource
 from carbon_pipeline.resources.warehouse import WarehouseResource
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "PowerModelResource",
     "PrometheusResource",
     "RegistryResource",
+    "SitesResource",
     "WarehouseResource",
 ]

@@ -50,6 +50,17 @@ def parse_periods(body: object, where: str) -> pd.DataFrame:
     return frame
 
 
+def regional_data(body: object, where: str) -> dict:
+    """A regional answer's periods in the national answer's shape. The API nests them in an
+    object ({"data": {"regionid", "shortname", "data": [...]}}), sometimes in a list of one."""
+    data = body.get("data") if isinstance(body, dict) else None
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise CarbonIntensityError(f"unexpected regional answer {where}: {str(body)[:200]!r}")
+    return {"data": data["data"]}
+
+
 class CarbonIntensityResource(dg.ConfigurableResource):
     """GET {api_url}/intensity/{from}/{to}; at most `max_days_per_request` days a call."""
 
@@ -79,18 +90,21 @@ class CarbonIntensityResource(dg.ConfigurableResource):
         return periods
 
     def fetch_periods(
-        self, start: datetime, end: datetime
+        self, start: datetime, end: datetime, region_id: int | None = None
     ) -> tuple[pd.DataFrame, list[CarbonIntensityError]]:
         """The periods of every request (of at most max_days_per_request days) that
         succeeded, and the errors of those that failed: one bad fortnight does not cost the
-        others."""
+        others. National intensity, or with `region_id` that GB region's (forecasts only)."""
         session = retrying_session(self.retries, self.backoff_seconds)
         frames, errors = [], []
         chunk_start = start
         while chunk_start < end:
             chunk_end = min(end, chunk_start + timedelta(days=self.max_days_per_request))
+            path = f"/intensity/{_api_time(chunk_start)}/{_api_time(chunk_end)}"
+            if region_id is not None:
+                path = f"/regional{path}/regionid/{region_id}"
             try:
-                frames.append(self._request(session, chunk_start, chunk_end))
+                frames.append(self._request(session, path, regional=region_id is not None))
             except CarbonIntensityError as exc:
                 errors.append(exc)
             chunk_start = chunk_end
@@ -106,8 +120,8 @@ class CarbonIntensityResource(dg.ConfigurableResource):
         )
         return periods, errors
 
-    def _request(self, session, start: datetime, end: datetime) -> pd.DataFrame:
-        url = f"{self.api_url.rstrip('/')}/intensity/{_api_time(start)}/{_api_time(end)}"
+    def _request(self, session, path: str, regional: bool = False) -> pd.DataFrame:
+        url = f"{self.api_url.rstrip('/')}{path}"
         where = f"from {mask_url(url)}"
         # The time budget is shared by every attempt: a hung API costs at most it.
         per_attempt = max(0.1, self.timeout_seconds / (self.retries + 1))
@@ -134,4 +148,4 @@ class CarbonIntensityResource(dg.ConfigurableResource):
             ) from exc
         if response.status_code != 200:
             raise CarbonIntensityError(f"HTTP {response.status_code} {where}: {body!r:.300}")
-        return parse_periods(body, where)
+        return parse_periods(regional_data(body, where) if regional else body, where)

@@ -38,6 +38,7 @@ HOST_CPU_COLUMNS = [
     "cpu_count",
     "busy_cpu_seconds_total",
     "idle_cpu_seconds_total",
+    "memory_gib",
 ]
 
 _EMPTY_DTYPES = {
@@ -48,7 +49,9 @@ _EMPTY_DTYPES = {
     "cpu_count": "int64",
     "busy_cpu_seconds_total": "float64",
     "idle_cpu_seconds_total": "float64",
+    "memory_gib": "float64",
 }
+BYTES_PER_GIB = 2**30
 
 
 class HostCpuAnswer(NamedTuple):
@@ -106,19 +109,20 @@ class PrometheusResource(dg.ConfigurableResource):
     retries: int = 3
     backoff_seconds: float = 0.5
 
-    def _selector(self, modes: list[str]) -> str:
+    def _selector(self, modes: list[str] | None, metric: str = "node_cpu_seconds_total") -> str:
         for name in self.label_matchers:
             if not _LABEL_NAME.match(name):
                 raise ConfigError(
                     f"label matcher name {name!r} is not a Prometheus label name "
                     "([a-zA-Z_][a-zA-Z0-9_]*); check PROMETHEUS_LABEL_MATCHERS"
                 )
-        matchers = [f"mode=~{promql_regex_alternatives(modes)}"]
+        matchers = [f"mode=~{promql_regex_alternatives(modes)}"] if modes else []
         matchers += [f"{k}={promql_string(v)}" for k, v in sorted(self.label_matchers.items())]
-        return "node_cpu_seconds_total{" + ", ".join(matchers) + "}"
+        return metric + "{" + ", ".join(matchers) + "}"
 
     def queries(self) -> dict[str, str]:
-        """The three PromQL queries, each evaluated at the end of every hour. A host scraped
+        """The four PromQL queries, each evaluated at the end of every hour: busy and idle CPU
+        seconds, cpus, and the memory's mean size over the hour. A host scraped
         by two jobs has each counter twice: `max by (..., cpu, mode)` keeps one of them before
         summing (any label but these, such as job, is dropped). The cpus query answers both
         the series per host and, labelled DISTINCT_LABEL, the distinct cpus: more series than
@@ -129,11 +133,13 @@ class PrometheusResource(dg.ConfigurableResource):
             return f"increase({self._selector(modes)}[1h])"
 
         distinct_cpus = f"count by ({by}) (max by ({by}, cpu) ({increase(['idle'])}))"
+        memory = f"avg_over_time({self._selector(None, 'node_memory_MemTotal_bytes')}[1h])"
         return {
             "busy": f"sum by ({by}) (max by ({by}, cpu, mode) ({increase(self.busy_modes)}))",
             "idle": f"sum by ({by}) (max by ({by}, cpu, mode) ({increase(self.idle_modes)}))",
             "cpus": f"count by ({by}) ({increase(['idle'])}) or "
             f'label_replace({distinct_cpus}, "{DISTINCT_LABEL}", "yes", "", "")',
+            "memory": f"max by ({by}) ({memory})",
         }
 
     def query_range(
@@ -213,7 +219,9 @@ class PrometheusResource(dg.ConfigurableResource):
                 chunk_start = chunk_end
             frames[name] = pd.concat(parts, ignore_index=True)
         with phase("transform"):
-            combined, duplicated = combine_host_cpu(frames["busy"], frames["idle"], frames["cpus"])
+            combined, duplicated = combine_host_cpu(
+                frames["busy"], frames["idle"], frames["cpus"], frames["memory"]
+            )
         notes = [
             f"a series without a host or instance label ({labels}) is quarantined under "
             f"{UNIDENTIFIED}"
@@ -284,12 +292,12 @@ def _one_per_host(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
 
 
 def combine_host_cpu(
-    busy: pd.DataFrame, idle: pd.DataFrame, cpus: pd.DataFrame
+    busy: pd.DataFrame, idle: pd.DataFrame, cpus: pd.DataFrame, memory: pd.DataFrame
 ) -> tuple[pd.DataFrame, int]:
     """One row per (hour, host, project, machine), and how many host-hours several series
     gave (counted once). A value Prometheus gave as NaN or infinite stays NaN (for the
-    quality checks to reject); a host absent from one answer (no busy series, say) counts 0
-    there."""
+    quality checks to reject); a host absent from one CPU answer (no busy series, say) counts
+    0 there; a host without a memory series has its memory unknown (NaN)."""
     if busy.empty and idle.empty:
         empty = pd.DataFrame({c: pd.Series(dtype=_EMPTY_DTYPES[c]) for c in HOST_CPU_COLUMNS})
         return empty, 0
@@ -315,4 +323,9 @@ def combine_host_cpu(
         {name: part.reindex(index, fill_value=0.0) for name, part in parts.items()}
     ).reset_index()
     combined["cpu_count"] = combined["cpu_count"].fillna(0).round().astype("int64")
+    combined["memory_gib"] = np.nan
+    if len(memory):
+        memory_bytes, _ = _one_per_host(memory)
+        keys = pd.MultiIndex.from_frame(combined[_KEYS])
+        combined["memory_gib"] = memory_bytes.reindex(keys).to_numpy() / BYTES_PER_GIB
     return combined.sort_values(_KEYS, ignore_index=True)[HOST_CPU_COLUMNS], duplicated

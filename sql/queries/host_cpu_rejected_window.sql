@@ -7,6 +7,7 @@ SELECT
   cpu_count,
   busy_cpu_seconds_total,
   idle_cpu_seconds_total,
+  memory_gib,
   reason
 FROM host_cpu_rejected
 WHERE timestamp_utc >= %(start)s AND timestamp_utc < %(end)s

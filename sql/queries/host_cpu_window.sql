@@ -6,6 +6,7 @@ SELECT
   machine_name,
   cpu_count,
   busy_cpu_seconds_total,
-  idle_cpu_seconds_total
+  idle_cpu_seconds_total,
+  memory_gib
 FROM host_cpu_hourly
 WHERE timestamp_utc >= %(start)s AND timestamp_utc < %(end)s
