@@ -267,9 +267,13 @@ def check_full_footprint_this_year(got, host, fleet):
 
 
 def check_what_the_full_footprint_adds(got, host, fleet):
-    want = host.groupby("cloud_project_name")[
-        ["total_gco2eq", "memory_gco2eq", "overhead_gco2eq", "embodied_gco2eq", "full_gco2eq"]
-    ].sum().sort_values("full_gco2eq", ascending=False)
+    want = (
+        host.groupby("cloud_project_name")[
+            ["total_gco2eq", "memory_gco2eq", "overhead_gco2eq", "embodied_gco2eq", "full_gco2eq"]
+        ]
+        .sum()
+        .sort_values("full_gco2eq", ascending=False)
+    )
     assert got["project"].tolist() == want.index.tolist()
     for column, wanted in (
         ("cpu_gco2eq", "total_gco2eq"),
@@ -278,7 +282,9 @@ def check_what_the_full_footprint_adds(got, host, fleet):
         ("embodied_gco2eq", "embodied_gco2eq"),
         ("full_gco2eq", "full_gco2eq"),
     ):
-        assert got[column].to_numpy(dtype=float) == pytest.approx(want[wanted].to_numpy(), rel=REL, abs=1e-12)
+        assert got[column].to_numpy(dtype=float) == pytest.approx(
+            want[wanted].to_numpy(), rel=REL, abs=1e-12
+        )
     assert got["full_over_cpu"].to_numpy(dtype=float) == pytest.approx(
         (want["full_gco2eq"] / want["total_gco2eq"]).to_numpy(), rel=REL
     )
