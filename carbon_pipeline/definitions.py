@@ -63,7 +63,8 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
             sites_file=env("CARBON_SITES_FILE"),
         ),
         "settings": PipelineSettings(
-            chunk_hours=env_int("CARBON_PIPELINE_CHUNK_HOURS", 744, minimum=1)
+            chunk_hours=env_int("CARBON_PIPELINE_CHUNK_HOURS", 744, minimum=1),
+            chunk_host_hours=env_int("CARBON_PIPELINE_CHUNK_HOST_HOURS", 75_000, minimum=1),
         ),
     }
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from carbon_pipeline.tables import (
     CARBON_INTENSITY_HOURLY,
+    CARBON_INTENSITY_REGIONAL_HOURLY,
     FACT_USAGE_INSTANCE,
     FACT_USAGE_WORKSPACE,
     HOST_CPU_HOURLY,
@@ -42,6 +43,7 @@ OUTPUT_TABLES = tuple(
     spec.name
     for spec in (
         CARBON_INTENSITY_HOURLY,
+        CARBON_INTENSITY_REGIONAL_HOURLY,
         HOST_CPU_HOURLY,
         FACT_USAGE_INSTANCE,
         *SCOPE_FACTS.values(),
@@ -117,8 +119,21 @@ def measure_pipeline(args) -> dict:
         "runs": len(results),
         "phases": timing.totals(),
         "rows": rows,
+        "bytes": table_bytes(os.environ["DATABASE_URL"]),
         "peak_rss_mib": peak_rss_mib(),
     }
+
+
+def table_bytes(database_url: str) -> dict:
+    """Bytes on disk of every output table, indexes and partitions included."""
+    import psycopg
+
+    query = (
+        "SELECT coalesce((SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits "
+        "WHERE inhparent = %s::regclass), 0) + pg_total_relation_size(%s::regclass)"
+    )
+    with psycopg.connect(database_url) as conn:
+        return {t: int(conn.execute(query, (t, t)).fetchone()[0]) for t in OUTPUT_TABLES}
 
 
 def count_rows(database_url: str) -> dict:
@@ -429,6 +444,32 @@ class Services:
         self.prometheus.stop()
 
 
+def measure_concurrent(env: dict, start: datetime, end: datetime, hours_per_run: int) -> dict:
+    """(f): [start, end) as two backfills of its halves at once, each its own process, on one
+    warehouse and one instance (as two data engineers, or two workers, would)."""
+    import threading
+
+    hours = int((end - start) / timedelta(hours=1))
+    half = start + timedelta(hours=hours // 2)
+    results: list[dict] = []
+
+    def run(a: datetime, b: datetime) -> None:
+        results.append(run_measure("pipeline", env, a, b, hours_per_run=hours_per_run))
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=run, args=w) for w in ((start, half), (half, end))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 2, "a concurrent backfill failed"
+    return {
+        "wall": time.perf_counter() - began,
+        "walls": [r["wall"] for r in results],
+        "rows": count_rows(env["DATABASE_URL"]),
+    }
+
+
 def run_measure(kind: str, env: dict, start: datetime, end: datetime, **options) -> dict:
     command = [
         sys.executable,
@@ -504,6 +545,9 @@ def main_bench(args) -> int:
                 **min(results, key=lambda r: r["wall"]),
                 "walls": [r["wall"] for r in results],
             }
+        if not args.skip_concurrency:
+            log("(f) the same range as two concurrent backfills of its halves ...")
+            report["f"] = measure_concurrent(services.fresh_env("f"), start, end, hours_per_run)
         scaling = []
         if not args.skip_scaling:
             shapes = [(hosts, 24 * 7), (hosts, 24 * 14), (hosts, hours)] if args.quick else []
@@ -522,7 +566,7 @@ def main_bench(args) -> int:
         services.stop()
     if not args.quick and not args.skip_scaling:
         month_end = month_start(2025, 4)
-        for shape_hosts in (25, 50, 100):
+        for shape_hosts in (25, 50, 100, 1000):
             log(f"scaling: {shape_hosts} hosts x 744 hours ...")
             shape = Services(cache, shape_hosts, start, month_end, month_end)
             try:
@@ -596,6 +640,15 @@ def print_report(r: dict) -> None:
             f"{'    carbon-pipeline ui: ready / stopped after SIGTERM':<46}{e['ui_ready']:>10.1f}{e['ui_stop']:>12.1f}"
         )
     print(f"\nrows written: {rows:,} ({', '.join(f'{k} {v:,}' for k, v in a['rows'].items())})")
+    if "bytes" in a:
+        print(
+            "bytes per row, indexes included: "
+            + ", ".join(
+                f"{k} {a['bytes'][k] / v:,.0f}"
+                for k, v in a["rows"].items()
+                if v and k in a["bytes"]
+            )
+        )
     print(
         f"our own work (a - d) / I/O floor (b) = {(a['wall'] - d['wall']) / b['wall']:.2f}   (target <= 2)"
     )
@@ -607,6 +660,22 @@ def print_report(r: dict) -> None:
         print(
             f"the UI backfill (e) / the CLI backfill (a) = {e['wall'] / a['wall']:.2f}   (target <= 1.3)"
         )
+    f = r.get("f")
+    if f:
+        print(
+            f"(f) two concurrent backfills of the halves: {f['wall']:.1f} s "
+            f"({', '.join(f'{w:.1f}' for w in f['walls'])}); one at a time (a) {a['wall']:.1f} s: "
+            f"speed-up {a['wall'] / f['wall']:.2f}x   (target >= 1.6)"
+        )
+    big = next((s for s in r["scaling"] if s["hosts"] >= 1000), None)
+    small = next((s for s in r["scaling"] if s["hosts"] == 100 and s["hours"] == 744), None)
+    if big and small:
+        print(
+            f"(g) {big['hosts']:,} hosts x {big['hours']} hours: {big['wall']:.1f} s, peak RSS "
+            f"{big['peak_rss_mib']:,.0f} MiB (target <= 2048); our work "
+            f"{_per_host_hour(big):.1f} us per host-hour against {_per_host_hour(small):.1f} at "
+            "100 hosts (target: no worse)"
+        )
     if r["scaling"]:
         print(
             f"\n{'hosts':>6}{'hours':>7}{'host-hours':>12}{'seconds':>10}{'our work s':>12}{'us/host-hour':>14}"
@@ -617,6 +686,11 @@ def print_report(r: dict) -> None:
                 f"{s['hosts']:>6}{s['hours']:>7}{s['hosts'] * s['hours']:>12,}{s['wall']:>10.1f}{work:>12.1f}"
                 f"{1e6 * work / (s['hosts'] * s['hours']):>14.1f}"
             )
+
+
+def _per_host_hour(shape: dict) -> float:
+    """Microseconds of our own work (every phase but Dagster's) per host-hour."""
+    return 1e6 * sum(shape["phases"].values()) / (shape["hosts"] * shape["hours"])
 
 
 def _tries(result: dict) -> str:
@@ -646,6 +720,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=str(REPO / ".bench"))
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-ui", action="store_true", help="leave out (e), the UI backfill")
+    parser.add_argument(
+        "--skip-concurrency", action="store_true", help="leave out (f), two concurrent backfills"
+    )
     parser.add_argument(
         "--repeat",
         type=int,

@@ -69,6 +69,15 @@ def database_url(create_database) -> str:
     return create_database()
 
 
+@pytest.fixture(autouse=True)
+def close_pooled_connections():
+    """Each test's databases keep no idle connections after it: a session makes a hundred."""
+    yield
+    from carbon_pipeline.resources.warehouse import dispose_engines
+
+    dispose_engines()
+
+
 @pytest.fixture(scope="session")
 def fleet():
     return build_fleet()

@@ -36,6 +36,7 @@ def test_quick_benchmark_reports_every_measurement(tmp_path):
         "(e) the same backfill launched from the UI",
         "daemon picks it up: first run submitted",
         "the UI backfill (e) / the CLI backfill (a) =",
+        "(f) two concurrent backfills of the halves:",
     ):
         assert line in done.stdout
     (saved,) = tmp_path.glob("results-*.json")
@@ -46,3 +47,4 @@ def test_quick_benchmark_reports_every_measurement(tmp_path):
     assert rows["fact_usage_ada"] == 744 and rows["carbon_intensity_hourly"] == 744
     assert rows["host_cpu_hourly"] == rows["fact_usage_instance"] > 744 * 15
     assert report["e"]["rows"] == rows  # the UI path wrote exactly what the CLI path did
+    assert report["f"]["rows"] == rows  # and so did two concurrent backfills of its halves

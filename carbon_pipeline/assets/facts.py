@@ -80,10 +80,12 @@ def usage_facts(
     sessions_touched: set[int] = set()
     registry_problems: set[str] = set()
     specs = [*SCOPE_FACTS.values(), FACT_USAGE_WORKSPACE]
-    # Workspace sessions span windows: writers of any two windows update the same sessions,
-    # so this stage's runs take turns (the other stages run windows in parallel).
-    with warehouse.replace_window(start, end, specs, serialise_all_windows=True) as writer:
-        for chunk_start, chunk_end in chunks(start, end, settings.chunk_hours):
+    # Windows never wait on each other: dimensions, sessions and bridges are written in short
+    # transactions of their own (their ids never change), and the sessions' totals, which
+    # span windows, are recomputed after the window's facts are committed.
+    chunk_hours = settings.chunk_hours_for(warehouse.hosts_in_window(start, end))
+    with warehouse.replace_window(start, end, specs) as writer:
+        for chunk_start, chunk_end in chunks(start, end, chunk_hours):
             usage = warehouse.read_window("host_usage_window", chunk_start, chunk_end)
             intervals, problems = holdings(registry, warehouse, chunk_start, chunk_end)
             registry_problems.update(problems)
@@ -96,10 +98,11 @@ def usage_facts(
                 }
                 held = validate(WORKSPACE_FACT_SCHEMA, workspace_usage(usage, shares))
                 worst_gap = max(worst_gap, conservation_gaps(facts))
-            ids = _dimension_ids(writer.connection, registry, facts, intervals)
-            _bridge_project_users(writer.connection, usage, shares, ids)
+            with warehouse.connect() as short:
+                ids = _dimension_ids(short, registry, facts, intervals)
+                _bridge_project_users(short, usage, shares, ids)
+                session_ids = _upsert_sessions(short, intervals, held, ids)
             rows = _write_scope_facts(writer, facts, ids)
-            session_ids = _upsert_sessions(writer.connection, intervals, held, ids)
             rows += writer.copy(
                 FACT_USAGE_WORKSPACE.name,
                 held.assign(workspace_session_id=ids_of(held["workspace_id"], session_ids)),
@@ -108,12 +111,14 @@ def usage_facts(
             for key in totals:
                 totals[key] += float(facts["ada"][key].sum())
             progress.chunk_done(chunk_start, chunk_end, rows)
-        with phase("postgres_write"):
-            # Totals over every hour stored, not increments: re-running a window changes nothing.
-            writer.connection.execute(
-                load_query("workspace_totals"),
-                {"ids": sorted(sessions_touched), "start": start, "end": end},
-            )
+    with phase("postgres_write"), warehouse.connect() as short:
+        # Totals over every hour stored, not increments: re-running a window changes nothing;
+        # each window's run recomputes them from what is committed, so the last one to finish
+        # leaves them complete.
+        short.execute(
+            load_query("workspace_totals"),
+            {"ids": sorted(sessions_touched), "start": start, "end": end},
+        )
     for problem in sorted(registry_problems):
         context.log.warning(f"registry: {problem}")
     return dg.MaterializeResult(

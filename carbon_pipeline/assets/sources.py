@@ -103,8 +103,9 @@ def host_cpu_seconds(
     busy = idle = 0.0
     rejected_parts, warnings, notes = [], [], []
     specs = [HOST_CPU_HOURLY, HOST_CPU_REJECTED, HOST_CPU_GAPS]
+    chunk_hours = settings.chunk_hours_for(prometheus.count_hosts(start, end))
     with warehouse.replace_window(start, end, specs) as writer:
-        for chunk_start, chunk_end in chunks(start, end, settings.chunk_hours):
+        for chunk_start, chunk_end in chunks(start, end, chunk_hours):
             answer = prometheus.host_cpu_seconds(chunk_start, chunk_end)
             coverage.warned(answer.warnings, chunk_start, chunk_end)
             warnings += [w for w in answer.warnings if w not in warnings]

@@ -53,8 +53,9 @@ def host_usage(
         ("busy_kwh", "idle_kwh", "busy_gco2eq", "idle_gco2eq", "full_kwh", "full_gco2eq"), 0.0
     )
     unknown_memory = 0
+    chunk_hours = settings.chunk_hours_for(warehouse.hosts_in_window(start, end))
     with warehouse.replace_window(start, end, [FACT_USAGE_INSTANCE]) as writer:
-        for chunk_start, chunk_end in chunks(start, end, settings.chunk_hours):
+        for chunk_start, chunk_end in chunks(start, end, chunk_hours):
             cpu = warehouse.read_window("host_cpu_window", chunk_start, chunk_end)
             intensity = warehouse.read_window("intensity_window", chunk_start, chunk_end)
             regional = warehouse.read_window("regional_intensity_window", chunk_start, chunk_end)
@@ -69,7 +70,8 @@ def host_usage(
                 usage = compute_host_usage(cpu, intensity, model, regional)
                 usage = validate(HOST_USAGE_SCHEMA, usage)
                 unknown_memory += int(usage["memory_gib"].isna().sum())
-            rows = _with_dimension_ids(writer.connection, usage)
+            with warehouse.connect() as short:  # its own short transaction
+                rows = _with_dimension_ids(short, usage)
             writer.copy(FACT_USAGE_INSTANCE.name, rows)
             for key in totals:
                 totals[key] += float(usage[key].sum())

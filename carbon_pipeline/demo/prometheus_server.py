@@ -72,8 +72,15 @@ class BlockConversion:
 class PrometheusServer:
     """`prometheus` serving data_dir on 127.0.0.1:port until stopped."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, log_file: Path | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        log_file: Path | None = None,
+        max_samples: int = 200_000_000,
+    ):
         self.data_dir = Path(data_dir)
+        self.max_samples = max_samples
         self.port = port or free_port()
         self.log_file = log_file or self.data_dir.parent / "prometheus.log"
         self.process: subprocess.Popen | None = None
@@ -94,7 +101,7 @@ class PrometheusServer:
                 f"--storage.tsdb.path={self.data_dir}",
                 "--storage.tsdb.retention.time=100y",
                 f"--web.listen-address=127.0.0.1:{self.port}",
-                "--query.max-samples=200000000",
+                f"--query.max-samples={self.max_samples}",
                 "--web.enable-lifecycle",
             ],
             stdout=log,

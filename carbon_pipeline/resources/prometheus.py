@@ -66,6 +66,10 @@ class PrometheusError(RuntimeError):
     """Prometheus could not answer a query; names the query and the hours it covered."""
 
 
+class PrometheusTooLarge(PrometheusError):
+    """Prometheus refused a query for its size (--query.max-samples): ask for fewer hours."""
+
+
 def promql_string(value: str) -> str:
     """A PromQL double-quoted string literal holding exactly `value`."""
     escaped = (
@@ -143,10 +147,11 @@ class PrometheusResource(dg.ConfigurableResource):
         }
 
     def query_range(
-        self, query: str, start: datetime, end: datetime
+        self, query: str, start: datetime, end: datetime, step_hours: int = 1
     ) -> tuple[list[dict], list[str]]:
-        """Evaluate `query` at every hour end in (start, end]: the hours [start, end). Returns
-        the series and the warnings Prometheus gave with them (its answer may be partial)."""
+        """Evaluate `query` at every hour end in (start, end]: the hours [start, end) (or
+        every `step_hours`). Returns the series and the warnings Prometheus gave with them
+        (its answer may be partial)."""
         session = retrying_session(self.retries, self.backoff_seconds)
         url = self.prometheus_url.rstrip("/") + "/api/v1/query_range"
         shown = mask_url(url)
@@ -155,9 +160,9 @@ class PrometheusResource(dg.ConfigurableResource):
         per_attempt = max(1.0, self.timeout_seconds / attempts)
         params = {
             "query": query,
-            "start": _iso(start + HOUR),
+            "start": _iso(start + step_hours * HOUR),
             "end": _iso(end),
-            "step": "3600",
+            "step": str(3600 * step_hours),
             "timeout": f"{int(per_attempt)}s",
         }
         where = f"for hours {_iso(start)} to {_iso(end)} (query: {query})"
@@ -187,14 +192,38 @@ class PrometheusResource(dg.ConfigurableResource):
             or body.get("status") != "success"
         ):
             detail = body.get("error") if isinstance(body, dict) else body
-            raise PrometheusError(
-                f"Prometheus answered HTTP {response.status_code} {where}: {detail}"
-            )
+            kind = PrometheusTooLarge if "too many samples" in str(detail) else PrometheusError
+            raise kind(f"Prometheus answered HTTP {response.status_code} {where}: {detail}")
         data = body.get("data")
         if not isinstance(data, dict) or data.get("resultType") != "matrix":
             raise PrometheusError(f"Prometheus answered an unexpected shape {where}: {data!r:.200}")
         warnings = body.get("warnings") or []
         return data["result"], [str(w) for w in warnings]
+
+    def query_range_in_parts(
+        self, query: str, start: datetime, end: datetime
+    ) -> tuple[list[dict], list[str]]:
+        """query_range, asked again in halves of the hours if Prometheus refuses it for its
+        size, down to single hours."""
+        try:
+            return self.query_range(query, start, end)
+        except PrometheusTooLarge:
+            hours = int((end - start) / HOUR)
+            if hours <= 1:
+                raise
+            middle = start + (hours // 2) * HOUR
+            first, first_said = self.query_range_in_parts(query, start, middle)
+            second, second_said = self.query_range_in_parts(query, middle, end)
+            return first + second, first_said + [w for w in second_said if w not in first_said]
+
+    def count_hosts(self, start: datetime, end: datetime) -> int:
+        """The most hosts reporting at once in [start, end), sampled at most 25 times: what
+        the chunks of a window are sized by."""
+        step_hours = max(1, int((end - start) / HOUR) // 24)
+        query = f"count(group by (host, instance) ({self._selector(['idle'])}))"
+        result, _ = self.query_range(query, start, end, step_hours=step_hours)
+        values = [float(v) for series in result for _, v in series.get("values", [])]
+        return int(max(values, default=0))
 
     def host_cpu_seconds(self, start: datetime, end: datetime) -> HostCpuAnswer:
         """Busy and idle CPU seconds and cpu count per host-hour for the hours [start, end),
@@ -210,7 +239,7 @@ class PrometheusResource(dg.ConfigurableResource):
             chunk_start = start
             while chunk_start < end:
                 chunk_end = min(end, chunk_start + MAX_POINTS_PER_QUERY * HOUR)
-                result, said = self.query_range(query, chunk_start, chunk_end)
+                result, said = self.query_range_in_parts(query, chunk_start, chunk_end)
                 warnings += [w for w in said if w not in warnings]
                 with phase("transform"):
                     frame, nameless = _matrix_frame(result)

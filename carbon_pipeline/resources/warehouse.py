@@ -69,13 +69,27 @@ def sqlalchemy_url(database_url: str) -> str:
     return f"postgresql+psycopg://{rest}"
 
 
-@functools.cache
+_ENGINES: dict[str, sa.Engine] = {}
+
+
 def _engine(database_url: str) -> sa.Engine:
-    return sa.create_engine(
-        sqlalchemy_url(database_url),
-        pool_pre_ping=True,
-        connect_args={"options": "-c timezone=UTC"},
-    )
+    """One connection pool per database for the process."""
+    engine = _ENGINES.get(database_url)
+    if engine is None:
+        engine = _ENGINES[database_url] = sa.create_engine(
+            sqlalchemy_url(database_url),
+            pool_pre_ping=True,
+            connect_args={"options": "-c timezone=UTC"},
+        )
+    return engine
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection of this process (a process that is done with its
+    databases, or tests that make hundreds of them)."""
+    for engine in _ENGINES.values():
+        engine.dispose()
+    _ENGINES.clear()
 
 
 @functools.cache
@@ -235,18 +249,13 @@ class WarehouseResource(dg.ConfigurableResource):
         start: datetime,
         end: datetime,
         specs: Sequence[TableSpec],
-        serialise_all_windows: bool = False,
     ) -> Iterator[WindowWriter]:
         """One transaction that deletes [start, end) from every table and lets the caller
         COPY the new rows in. Readers see the old rows until it commits; on any error the
         old rows stay. Two runs writing the same tables in the same month wait for each other
-        (a lock per table set and month), runs on other months go on in parallel;
-        serialise_all_windows makes every window of these tables wait for each other."""
+        (a lock per table set and month), runs on other months go on in parallel."""
         names = [s.name for s in specs]
-        if serialise_all_windows:
-            lock_names = ["write:" + ",".join(names)]
-        else:
-            lock_names = [f"write:{','.join(names)}:{month}" for month in months(start, end)]
+        lock_names = [f"write:{','.join(names)}:{month}" for month in months(start, end)]
         with phase("postgres_write"):
             self.ensure_partitions(start, end, names, lock_names)
         with self.engine.connect() as sa_conn:
@@ -285,6 +294,16 @@ class WarehouseResource(dg.ConfigurableResource):
         )
         return frame
 
+    def hosts_in_window(self, start: datetime, end: datetime) -> int:
+        """The most hosts stored for one hour of [start, end), sampled at most 25 hours."""
+        hours = pd.date_range(start, end, freq="h", inclusive="left")
+        sample = hours[:: max(1, len(hours) // 24)].append(hours[-1:])
+        with phase("postgres_read"), self.connect() as conn:
+            (hosts,) = conn.execute(
+                load_query("hosts_in_window"), {"hours": [h.to_pydatetime() for h in sample]}
+            ).fetchone()
+        return int(hosts)
+
     def read_frame(
         self, query: str, params: Sequence | dict | None = None, **read_csv_options
     ) -> pd.DataFrame:
@@ -314,43 +333,86 @@ def dimension_ids(
     only_existing: bool = False,
     as_of_column: str | None = None,
 ) -> dict[str, int]:
-    """Insert the dimension rows that are missing (updating update_columns of the ones that
-    exist and differ) and return {key: id} for every key in rows. With as_of_column (one of
-    update_columns), a row is only updated by values at least as recent as its own. With
-    only_existing, insert nothing and return the ids of the keys that exist."""
+    """Insert the dimension rows that are missing, update update_columns of the ones that
+    exist and differ, and return {key: id} for every key in rows. With as_of_column (one of
+    update_columns), a row is only updated by values at least as recent as its own, and only
+    when another of its columns differs. With only_existing, write nothing and return the ids
+    of the keys that exist.
+
+    Only rows that are missing or differ are written (and so locked): runs that see the same
+    dimensions never wait on each other. Call it in a short transaction of its own, not in a
+    window's: ids never change, and a window's long transaction must not hold them."""
     if rows.empty:
         return {}
     rows = rows.drop_duplicates(key_column).sort_values(key_column)  # one lock order
     keys = rows[key_column].tolist()
+    compared = [c for c in update_columns if c != as_of_column]
     with phase("postgres_write"), conn.cursor() as cur:
-        if not only_existing:
+        cur.execute(
+            f"SELECT {', '.join([key_column, id_column, *update_columns])} FROM {table} "
+            f"WHERE {key_column} = ANY(%s)",
+            (keys,),
+        )
+        stored = {row[0]: row for row in cur.fetchall()}
+        if only_existing:
+            return {key: row[1] for key, row in stored.items()}
+        values = [
+            tuple(_plain(v) for v in r)
+            for r in rows[[key_column, *update_columns]].itertuples(index=False)
+        ]
+        missing = [v for v in values if v[0] not in stored]
+        changed = [
+            v
+            for v in values
+            if v[0] in stored and _differs(v, stored[v[0]], update_columns, compared, as_of_column)
+        ]
+        if missing:
             columns = [key_column, *update_columns]
-            placeholders = ", ".join(["%s"] * len(columns))
-            conflict = "DO NOTHING"
-            if update_columns:
-                # Only rows that change are updated (and locked): concurrent runs that see the
-                # same dimensions never wait on each other.
-                targets = ", ".join(f"{table}.{c}" for c in update_columns)
-                sources = ", ".join(f"EXCLUDED.{c}" for c in update_columns)
-                conflict = (
-                    "DO UPDATE SET "
-                    + ", ".join(f"{c} = EXCLUDED.{c}" for c in update_columns)
-                    + f" WHERE ({targets}, NULL) IS DISTINCT FROM ({sources}, NULL)"
-                )
-                if as_of_column:
-                    conflict += (
-                        f" AND ({table}.{as_of_column} IS NULL"
-                        f" OR EXCLUDED.{as_of_column} >= {table}.{as_of_column})"
-                    )
             cur.executemany(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) "
-                f"ON CONFLICT ({key_column}) {conflict}",
-                [tuple(_plain(v) for v in r) for r in rows[columns].itertuples(index=False)],
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+                f"ON CONFLICT ({key_column}) DO NOTHING",
+                missing,
             )
+        if changed:
+            assignments = ", ".join(f"{c} = %s" for c in update_columns)
+            newer = f" AND ({as_of_column} IS NULL OR {as_of_column} <= %s)" if as_of_column else ""
+            cur.executemany(
+                f"UPDATE {table} SET {assignments} WHERE {key_column} = %s{newer}",
+                [
+                    (
+                        *v[1:],
+                        v[0],
+                        *(
+                            [v[1 + list(update_columns).index(as_of_column)]]
+                            if as_of_column
+                            else []
+                        ),
+                    )
+                    for v in changed
+                ],
+            )
+        if not missing:
+            return {key: row[1] for key, row in stored.items()}
         cur.execute(
             f"SELECT {key_column}, {id_column} FROM {table} WHERE {key_column} = ANY(%s)", (keys,)
         )
         return dict(cur.fetchall())
+
+
+def _comparable(value):
+    return value.obj if isinstance(value, Jsonb) else value
+
+
+def _differs(new: tuple, row: tuple, update_columns, compared, as_of_column) -> bool:
+    """Whether a stored dimension row (key, id, *update_columns) should take the new values:
+    a compared column differs and, with an as-of column, the new values are not older."""
+    stored = dict(zip(update_columns, row[2:], strict=True))
+    proposed = dict(zip(update_columns, new[1:], strict=True))
+    if not any(_comparable(proposed[c]) != stored[c] for c in compared):
+        return False
+    if as_of_column and stored[as_of_column] is not None and proposed[as_of_column] is not None:
+        return proposed[as_of_column] >= stored[as_of_column]
+    return True
 
 
 def ids_of(names: pd.Series, ids: dict[str, int]) -> np.ndarray:

@@ -1,0 +1,154 @@
+"""Windows that never wait on each other, and chunks and answers sized by the fleet, against
+the real services."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import dagster as dg
+import psycopg
+import pytest
+
+from carbon_pipeline.demo.fleet import Fleet, FleetHost
+from carbon_pipeline.demo.loader import load_history, write_registry_seed
+from carbon_pipeline.demo.prometheus_server import PrometheusServer
+from carbon_pipeline.resources import PipelineSettings, PrometheusResource, RegistryResource
+from carbon_pipeline_tests.conftest import materialize_range, read_table
+from carbon_pipeline_tests.fleet_spec import t
+from carbon_pipeline_tests.test_quality import assert_same, snapshot
+
+MARCH, APRIL, MAY = t("2025-03-30T00:00"), t("2025-04-01T00:00"), t("2025-04-03T00:00")
+
+
+@pytest.fixture(scope="module")
+def two_months(tmp_path_factory):
+    """Three hosts across the end of March, one workspace holding a host across it (its
+    session spans both windows)."""
+    hosts = [
+        FleetHost(f"10.8.0.{n}:9100", "IDAaaS", "Muon", 2, MARCH, MAY, "constant:0.5")
+        for n in (1, 2, 3)
+    ]
+    workspaces = [
+        {"hostname": "10.8.0.1", "owner": "alice", "created_time": t("2025-03-29T00:00")},
+        {
+            "hostname": "10.8.0.2",
+            "owner": "bob",
+            "created_time": t("2025-03-31T12:00"),
+            "deleted_time": t("2025-04-01T12:00"),
+        },
+    ]
+    fleet = Fleet(hosts, workspaces=workspaces, users=[], groups=[])
+    root = tmp_path_factory.mktemp("two_months")
+    load_history(fleet, MARCH, MAY, root / "data", root / "work")
+    server = PrometheusServer(root / "data").start()
+    seed = write_registry_seed(fleet, root / "registry")
+    yield server, seed
+    server.stop()
+
+
+def resources_for(resources, two_months, name: str) -> dict:
+    server, seed = two_months
+    return {
+        **resources,
+        "prometheus": PrometheusResource(prometheus_url=server.url, retries=0),
+        "registry": RegistryResource(
+            mongo_uri="mongomock://localhost", database=name, seed_dir=str(seed)
+        ),
+    }
+
+
+def test_windows_of_shared_hosts_and_sessions_never_wait_on_each_other(
+    resources, database_url, create_database, two_months
+):
+    local = resources_for(resources, two_months, "ada_independent")
+    # The hosts, dimensions and sessions exist already (an earlier run): as in production.
+    assert materialize_range(local, MARCH, MAY).success
+    clean = snapshot(database_url)
+    # Run A (March) is stopped inside each stage's window transaction, holding whatever it
+    # holds there, while run B (April: the same hosts, the same spanning session) runs
+    # whole. If B waited on anything A holds, it could not finish. (The SHARE lock stops
+    # A's delete of its March rows and lets everyone read them.)
+    results: dict = {}
+
+    def run_a(table: str) -> None:
+        with dg.DagsterInstance.ephemeral() as instance:
+            results[table] = materialize_range(local, MARCH, APRIL, instance=instance)
+
+    for table in ("host_cpu_hourly", "fact_usage_instance", "fact_usage_user"):
+        blocker = psycopg.connect(database_url)
+        blocker.execute(f"LOCK TABLE {table}_y2025m03 IN SHARE MODE")
+        a = threading.Thread(target=run_a, args=(table,))
+        a.start()
+        try:
+            deadline = time.monotonic() + 120
+            with psycopg.connect(database_url, autocommit=True) as watcher:
+                while time.monotonic() < deadline:
+                    (waiting,) = watcher.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock' AND query ILIKE %s",
+                        (f"DELETE FROM {table}%",),
+                    ).fetchone()
+                    if waiting:
+                        break
+                    time.sleep(0.05)
+            assert waiting, f"run A never reached {table}"
+            with dg.DagsterInstance.ephemeral() as instance:
+                b = materialize_range(local, APRIL, MAY, instance=instance)
+            assert b.success, f"run B failed while A was held in {table}"
+        finally:
+            blocker.rollback()
+            blocker.close()
+            a.join(timeout=300)
+        assert results[table].success
+    assert_same(clean, snapshot(database_url))
+    sessions = read_table(
+        database_url,
+        "SELECT u.ext_user_id, s.busy_cpu_seconds_total FROM workspace_session s "
+        "JOIN dim_user u USING (user_id) ORDER BY 1",
+    )
+    # alice held .1 from 03-30 to 05-03 (all 96 hours), bob .2 for 24 hours across both windows.
+    assert sessions.values.tolist() == [["alice", 96 * 3600.0], ["bob", 24 * 3600.0]]
+
+
+def test_an_answer_refused_for_its_size_is_asked_again_in_parts(
+    resources, database_url, create_database, two_months, tmp_path
+):
+    server, seed = two_months
+    # The same history, served by a Prometheus that refuses any query loading more than
+    # 1,200 samples: two days of the busy query load more, half a day less.
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(
+        server.data_dir, data, ignore=shutil.ignore_patterns("lock", "wal", "chunks_head")
+    )
+    small = PrometheusServer(data, log_file=tmp_path / "p.log", max_samples=1_200).start()
+    try:
+        with pytest.raises(Exception, match="too many samples"):
+            PrometheusResource(prometheus_url=small.url, retries=0).query_range(
+                PrometheusResource(prometheus_url=small.url).queries()["busy"], MARCH, APRIL
+            )
+        local = resources_for(resources, two_months, "ada_small")
+        local["prometheus"] = PrometheusResource(prometheus_url=small.url, retries=0)
+        local["settings"] = PipelineSettings(chunk_hours=48)  # the window in one chunk
+        assert materialize_range(local, MARCH, APRIL).success
+    finally:
+        small.stop()
+    hosts = read_table(
+        database_url,
+        "SELECT count(*) AS n, sum(busy_cpu_seconds_total) AS busy FROM host_cpu_hourly",
+    ).iloc[0]
+    assert (hosts["n"], hosts["busy"]) == (3 * 48, 3 * 48 * 3600.0)
+
+
+def test_chunks_are_sized_by_the_fleet():
+    settings = PipelineSettings(chunk_hours=744, chunk_host_hours=75_000)
+    assert [settings.chunk_hours_for(h) for h in (0, 5, 100, 1_000, 10_000, 100_000)] == [
+        744,
+        744,
+        744,
+        75,
+        7,
+        1,
+    ]
