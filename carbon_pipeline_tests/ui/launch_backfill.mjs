@@ -36,7 +36,8 @@ try {
     const status = (text.match(/Status\s*\n\s*([^\n]+)/) || [])[1] || 'unknown';
     const counts = (text.match(/hourly_carbon_job\s*\n[^\n]*\n\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/) || []).slice(1).map(Number);
     result = { backfillId, status, targeted: counts[0], inProgress: counts[1], succeeded: counts[2], failed: counts[3] };
-    if (!/in progress|requested/i.test(status)) break;
+    // A page still loading shows no status yet: only a final one ends the wait.
+    if (/^(completed|succeeded|failed|canceled|cancelled|completed with failures)/i.test(status)) break;
     await page.waitForTimeout(3000);
   }
   await shot('4-backfill');
