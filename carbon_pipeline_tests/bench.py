@@ -84,7 +84,10 @@ def cached_tsdb(cache: Path, hosts: int, start: datetime, end: datetime) -> Path
         subprocess.run(["rm", "-rf", str(folder)], check=True)
     began = time.monotonic()
     fleet = fleet_for(hosts, start, end)
-    load_history(fleet, start, end, folder / "data", folder / "work", slice_hours=24 * 31)
+    # promtool holds a whole file in memory (a month of 100 hosts: a few GiB): slices of
+    # about 75 k host-hours each.
+    slice_hours = max(24, 24 * 31 * 100 // hosts)
+    load_history(fleet, start, end, folder / "data", folder / "work", slice_hours=slice_hours)
     write_registry_seed(fleet, folder / "registry")
     (folder / "complete").write_text(json.dumps({"seconds": time.monotonic() - began}))
     log(f"built in {time.monotonic() - began:.0f} s")
