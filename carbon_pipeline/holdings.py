@@ -53,3 +53,10 @@ def holdings(
     if len(purged):
         intervals = pd.concat([intervals, purged], ignore_index=True)
     return intervals, problems
+
+
+def overlapping(intervals: pd.DataFrame, start: datetime, end: datetime) -> pd.DataFrame:
+    """The holdings that overlap [start, end) (held_until NaT: still held)."""
+    ends = intervals["held_until"]
+    keep = (intervals["held_from"] < end) & (ends.isna() | (ends > start))
+    return intervals[keep].reset_index(drop=True)

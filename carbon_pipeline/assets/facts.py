@@ -18,7 +18,7 @@ from carbon_pipeline.attribution import (
 )
 from carbon_pipeline.checks import CONSERVATION, FRESHNESS, conservation_gaps
 from carbon_pipeline.config import env_float
-from carbon_pipeline.holdings import holdings
+from carbon_pipeline.holdings import holdings, overlapping
 from carbon_pipeline.resources import PipelineSettings, RegistryResource, WarehouseResource
 from carbon_pipeline.resources.warehouse import dimension_ids, ids_of, load_query
 from carbon_pipeline.schemas import (
@@ -84,11 +84,13 @@ def usage_facts(
     # transactions of their own (their ids never change), and the sessions' totals, which
     # span windows, are recomputed after the window's facts are committed.
     chunk_hours = settings.chunk_hours_for(warehouse.hosts_in_window(start, end))
+    # The window's holdings, read once: the registry is asked once a window, not once a chunk.
+    window_intervals, problems = holdings(registry, warehouse, start, end)
+    registry_problems.update(problems)
     with warehouse.replace_window(start, end, specs) as writer:
         for chunk_start, chunk_end in chunks(start, end, chunk_hours):
             usage = warehouse.read_window("host_usage_window", chunk_start, chunk_end)
-            intervals, problems = holdings(registry, warehouse, chunk_start, chunk_end)
-            registry_problems.update(problems)
+            intervals = overlapping(window_intervals, chunk_start, chunk_end)
             with phase("transform"):
                 shares = hourly_shares(intervals, chunk_start, chunk_end)
                 facts = scope_facts(usage, shares)
