@@ -35,6 +35,7 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
             busy_modes=env_list("PROMETHEUS_BUSY_MODES", BUSY_MODES),
             idle_modes=env_list("PROMETHEUS_IDLE_MODES", IDLE_MODES),
             label_matchers=env_string_map("PROMETHEUS_LABEL_MATCHERS"),
+            scrape_labels=env_list("PROMETHEUS_SCRAPE_LABELS", ["job"]),
             timeout_seconds=env_float("PROMETHEUS_QUERY_TIMEOUT_SECONDS", 120.0, minimum=1),
         ),
         "carbon_intensity_api": CarbonIntensityResource(

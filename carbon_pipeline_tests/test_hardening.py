@@ -167,7 +167,7 @@ def test_a_hung_prometheus_costs_at_most_the_query_budget():
     message = str(error.value)
     assert "gave no answer in 2 s (2 attempt(s) of 1 s)" in message
     assert "for hours 2025-03-20T06:00:00Z to 2025-03-20T12:00:00Z" in message
-    assert "(query: sum by (host, instance, cloud_project_name, machine_name)" in message
+    assert "(query: sum by (host, instance, cloud_project_name, machine_name, job)" in message
 
 
 # ---- the registry ------------------------------------------------------------------------

@@ -21,11 +21,10 @@ from carbon_pipeline.timing import phase
 
 # query_range answers at most 11,000 points per series; stay clear of it.
 MAX_POINTS_PER_QUERY = 10_000
-GROUP_LABELS = ("host", "instance", "cloud_project_name", "machine_name")
+HOST_LABELS = ("host", "instance", "cloud_project_name", "machine_name")
 UNLABELLED = "(unlabelled)"
 # The host of series that carry neither a host nor an instance label: always quarantined.
 UNIDENTIFIED = "(no host label)"
-DISTINCT_LABEL = "carbon_distinct_cpus"  # marks the cpus query's distinct counts
 
 BUSY_MODES = ["user", "system", "nice", "irq", "softirq", "steal"]
 IDLE_MODES = ["idle", "iowait"]
@@ -106,6 +105,11 @@ class PrometheusResource(dg.ConfigurableResource):
         default={},
         description="Extra equality matchers on node_cpu_seconds_total, e.g. {'job': 'node'}.",
     )
+    scrape_labels: list[str] = Field(
+        default=["job"],
+        description="Labels that tell two scrapes of one host apart (kept apart in the "
+        "queries, then one kept per host): a host scraped twice is counted once.",
+    )
     timeout_seconds: float = Field(
         default=120.0,
         description="Longest a query may take, all its attempts together [s].",
@@ -114,11 +118,13 @@ class PrometheusResource(dg.ConfigurableResource):
     backoff_seconds: float = 0.5
 
     def _selector(self, modes: list[str] | None, metric: str = "node_cpu_seconds_total") -> str:
-        for name in self.label_matchers:
+        for name, setting in [(n, "PROMETHEUS_LABEL_MATCHERS") for n in self.label_matchers] + [
+            (n, "PROMETHEUS_SCRAPE_LABELS") for n in self.scrape_labels
+        ]:
             if not _LABEL_NAME.match(name):
                 raise ConfigError(
-                    f"label matcher name {name!r} is not a Prometheus label name "
-                    "([a-zA-Z_][a-zA-Z0-9_]*); check PROMETHEUS_LABEL_MATCHERS"
+                    f"label name {name!r} is not a Prometheus label name "
+                    f"([a-zA-Z_][a-zA-Z0-9_]*); check {setting}"
                 )
         matchers = [f"mode=~{promql_regex_alternatives(modes)}"] if modes else []
         matchers += [f"{k}={promql_string(v)}" for k, v in sorted(self.label_matchers.items())]
@@ -126,23 +132,19 @@ class PrometheusResource(dg.ConfigurableResource):
 
     def queries(self) -> dict[str, str]:
         """The four PromQL queries, each evaluated at the end of every hour: busy and idle CPU
-        seconds, cpus, and the memory's mean size over the hour. A host scraped
-        by two jobs has each counter twice: `max by (..., cpu, mode)` keeps one of them before
-        summing (any label but these, such as job, is dropped). The cpus query answers both
-        the series per host and, labelled DISTINCT_LABEL, the distinct cpus: more series than
-        cpus is a host scraped twice."""
-        by = ", ".join(GROUP_LABELS)
+        seconds, cpus, and the memory's mean size over the hour. Series are kept apart by the
+        scrape labels too (job, by default), so that a host scraped twice gives two series
+        with the same counters rather than one with them added: one is kept per host later."""
+        by = ", ".join(dict.fromkeys([*HOST_LABELS, *self.scrape_labels]))
 
         def increase(modes: list[str]) -> str:
             return f"increase({self._selector(modes)}[1h])"
 
-        distinct_cpus = f"count by ({by}) (max by ({by}, cpu) ({increase(['idle'])}))"
         memory = f"avg_over_time({self._selector(None, 'node_memory_MemTotal_bytes')}[1h])"
         return {
-            "busy": f"sum by ({by}) (max by ({by}, cpu, mode) ({increase(self.busy_modes)}))",
-            "idle": f"sum by ({by}) (max by ({by}, cpu, mode) ({increase(self.idle_modes)}))",
-            "cpus": f"count by ({by}) ({increase(['idle'])}) or "
-            f'label_replace({distinct_cpus}, "{DISTINCT_LABEL}", "yes", "", "")',
+            "busy": f"sum by ({by}) ({increase(self.busy_modes)})",
+            "idle": f"sum by ({by}) ({increase(self.idle_modes)})",
+            "cpus": f"count by ({by}) ({increase(['idle'])})",
             "memory": f"max by ({by}) ({memory})",
         }
 
@@ -267,10 +269,9 @@ class PrometheusResource(dg.ConfigurableResource):
 def _matrix_frame(result: list[dict]) -> tuple[pd.DataFrame, set[str]]:
     """Long frame (timestamp_utc, hostname, cloud_project_name, machine_name, value), and the
     label sets of the series that name no host."""
-    labels, counts, points, nameless, distinct = [], [], [], set(), []
+    labels, counts, points, nameless = [], [], [], set()
     for series in result:
         metric = series.get("metric", {})
-        distinct.append(metric.pop(DISTINCT_LABEL, None) == "yes")
         raw_host = (metric.get("host") or metric.get("instance") or "").strip()
         if not raw_host:
             nameless.add(", ".join(f"{k}={v!r}" for k, v in sorted(metric.items())) or "no labels")
@@ -288,7 +289,6 @@ def _matrix_frame(result: list[dict]) -> tuple[pd.DataFrame, set[str]]:
     pairs = np.array(points, dtype=object).reshape(-1, 2)
     series_of_row = np.repeat(np.arange(len(labels)), counts)
     names = np.array(labels, dtype=object).reshape(-1, 3)[series_of_row]
-    distinct_of_row = np.array(distinct, dtype=bool)[series_of_row]
     frame = pd.DataFrame(
         {
             # Evaluated at the hour's end; the fact is stamped with the hour's start.
@@ -299,7 +299,6 @@ def _matrix_frame(result: list[dict]) -> tuple[pd.DataFrame, set[str]]:
             "cloud_project_name": pd.Series(names[:, 1], dtype=object),
             "machine_name": pd.Series(names[:, 2], dtype=object),
             "value": pairs[:, 1].astype(np.float64),
-            "distinct": distinct_of_row,
         }
     )
     return frame, nameless
@@ -334,12 +333,10 @@ def combine_host_cpu(
         _one_per_host(busy),
         _one_per_host(idle),
     )
-    cpu_values, _ = _one_per_host(cpus[cpus["distinct"]])
-    series_count, _ = _one_per_host(cpus[~cpus["distinct"]])
-    # Scraped twice: more idle series than cpus (one name), or several names for one host.
-    twice = series_count.gt(cpu_values.reindex(series_count.index))
-    twice = twice.reindex(busy_series.index, fill_value=False) | (busy_series > 1)
-    duplicated = int((twice | idle_series.reindex(busy_series.index).gt(1)).sum())
+    cpu_values, cpu_series = _one_per_host(cpus)
+    # Scraped twice (by two jobs, or under two names): several series for one host-hour.
+    series = pd.concat([busy_series, idle_series, cpu_series], axis=1).max(axis=1)
+    duplicated = int((series > 1).sum())
     parts = {
         "busy_cpu_seconds_total": busy_values,
         "idle_cpu_seconds_total": idle_values,

@@ -115,12 +115,12 @@ class RegistryResource(dg.ConfigurableResource):
                 },
             ]
         }
-        # A time stored as text or a number never matches a date comparison in MongoDB:
-        # such documents are fetched too, parsed here and filtered like the rest.
+        # A time stored as anything but a date (text, a number) never matches a date
+        # comparison in MongoDB: such documents are fetched too, parsed here and filtered
+        # like the rest.
         odd_times = [
-            {field: {"$type": kind}}
+            {field: {"$not": {"$type": "date"}, "$exists": True, "$ne": None}}
             for field in TIME_FIELDS
-            for kind in ("string", "int", "long", "double", "bool", "object", "array")
         ]
         projection = dict.fromkeys(("hostname", "owner", *TIME_FIELDS), 1)
         with phase("registry"):
