@@ -6,6 +6,7 @@ moves a person's history to `unattributed`, while a corrected document re-attrib
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime
 
 import pandas as pd
@@ -16,6 +17,12 @@ from carbon_pipeline.resources.warehouse import load_query
 from carbon_pipeline.times import utc_ns
 
 log = logging.getLogger(__name__)
+
+# The registry's answer for a window, kept for the rest of the run that asked: the run's
+# coverage check (host_cpu_seconds) and its attribution (usage_facts) see one snapshot of the
+# registry, and it is asked once. Keyed by run id; a new run asks again.
+_answers: dict[tuple, tuple[pd.DataFrame, list[str], frozenset[str]]] = {}
+_answers_lock = threading.Lock()  # runs in threads of one process (tests) share it
 
 
 def stored_sessions(warehouse: WarehouseResource, start: datetime, end: datetime) -> pd.DataFrame:
@@ -31,16 +38,41 @@ def stored_sessions(warehouse: WarehouseResource, start: datetime, end: datetime
     return frame[["workspace_id", "hostname", "ext_user_id", "held_from", "held_until"]]
 
 
+def registry_answer(
+    registry: RegistryResource, start: datetime, end: datetime, ids: list[str], run_id: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """registry.workspaces_overlapping, asked once per run and window (see _answers): again
+    only if `ids` holds a workspace the first answer did not look up."""
+    key = (run_id, registry.mongo_uri, registry.database, start, end)
+    with _answers_lock:
+        cached = _answers.get(key)
+    if cached is not None:
+        workspaces, problems, asked = cached
+        if set(ids) <= asked | set(workspaces["workspace_id"]):
+            return workspaces, problems
+    workspaces, problems = registry.workspaces_overlapping(start, end, ids=ids)
+    with _answers_lock:
+        for other in [k for k in _answers if k[0] != run_id]:
+            del _answers[other]
+        _answers[key] = (workspaces, problems, frozenset(ids))
+    return workspaces, problems
+
+
 def holdings(
-    registry: RegistryResource, warehouse: WarehouseResource, start: datetime, end: datetime
+    registry: RegistryResource,
+    warehouse: WarehouseResource,
+    start: datetime,
+    end: datetime,
+    run_id: str,
 ) -> tuple[pd.DataFrame, list[str]]:
     """(workspace_id, hostname, ext_user_id, held_from, held_until) of every workspace that may
-    have held a host in [start, end): from the registry's current documents, and from the
-    stored sessions of workspaces the registry no longer has; and the problems found in the
-    registry's documents (each names the workspace and the field)."""
+    have held a host in [start, end): from the registry's documents (as the run `run_id`
+    first saw them), and from the stored sessions of workspaces the registry no longer has;
+    and the problems found in the registry's documents (each names the workspace and the
+    field)."""
     stored = stored_sessions(warehouse, start, end)
-    workspaces, problems = registry.workspaces_overlapping(
-        start, end, ids=stored["workspace_id"].tolist()
+    workspaces, problems = registry_answer(
+        registry, start, end, stored["workspace_id"].tolist(), run_id
     )
     purged = stored[~stored["workspace_id"].isin(workspaces["workspace_id"])]
     if len(purged):

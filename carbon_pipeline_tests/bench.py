@@ -549,8 +549,20 @@ def main_bench(args) -> int:
                 "walls": [r["wall"] for r in results],
             }
         if not args.skip_concurrency:
-            log("(f) the same range as two concurrent backfills of its halves ...")
-            report["f"] = measure_concurrent(services.fresh_env("f"), start, end, hours_per_run)
+            # Timed like (a), which it is compared with: the fastest of `repeat` tries.
+            concurrent = []
+            for attempt in range(repeat):
+                log(
+                    "(f) the same range as two concurrent backfills of its halves "
+                    f"({attempt + 1}/{repeat}) ..."
+                )
+                concurrent.append(
+                    measure_concurrent(services.fresh_env("f"), start, end, hours_per_run)
+                )
+            report["f"] = {
+                **min(concurrent, key=lambda r: r["wall"]),
+                "tries": [r["wall"] for r in concurrent],
+            }
         scaling = []
         if not args.skip_scaling:
             shapes = [(hosts, 24 * 7), (hosts, 24 * 14), (hosts, hours)] if args.quick else []
@@ -669,6 +681,11 @@ def print_report(r: dict) -> None:
             f"(f) two concurrent backfills of the halves: {f['wall']:.1f} s "
             f"({', '.join(f'{w:.1f}' for w in f['walls'])}); one at a time (a) {a['wall']:.1f} s: "
             f"speed-up {a['wall'] / f['wall']:.2f}x   (target >= 1.6)"
+            + (
+                f"   (fastest of {', '.join(f'{w:.1f}' for w in f['tries'])})"
+                if len(f.get("tries", [])) > 1
+                else ""
+            )
         )
     big = next((s for s in r["scaling"] if s["hosts"] >= 1000), None)
     small = next((s for s in r["scaling"] if s["hosts"] == 100 and s["hours"] == 744), None)

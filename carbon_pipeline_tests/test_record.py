@@ -417,6 +417,25 @@ def test_a_registry_purge_keeps_the_history(resources, loaded, registry_seed):
     assert set(sessions.loc["alice", "display_name"]) == {"Alice Archer"}
 
 
+def test_a_run_asks_the_registry_once_a_window_and_a_new_run_asks_again(
+    resources, database_url, monkeypatch
+):
+    asked = []
+    original = RegistryResource.workspaces_overlapping
+
+    def counting(self, start, end, ids=()):
+        asked.append((start, end))
+        return original(self, start, end, ids)
+
+    monkeypatch.setattr(RegistryResource, "workspaces_overlapping", counting)
+    # host_cpu_seconds (coverage) and usage_facts (attribution) share the run's answer.
+    assert materialize_range(resources, WINDOW_START, WINDOW_END).success
+    assert asked == [(WINDOW_START, WINDOW_END)]
+    # The next run sees the registry as it is then.
+    assert materialize_range(resources, WINDOW_START, WINDOW_END).success
+    assert asked == [(WINDOW_START, WINDOW_END)] * 2
+
+
 def test_a_registry_correction_reattributes_from_the_facts_stage_alone(
     loaded, tmp_path, pipeline_env, monkeypatch
 ):

@@ -131,7 +131,7 @@ def host_cpu_seconds(
             busy += float(frame["busy_cpu_seconds_total"].sum())
             idle += float(frame["idle_cpu_seconds_total"].sum())
             progress.chunk_done(chunk_start, chunk_end, len(frame))
-        held, registry_problems = holdings(registry, warehouse, start, end)
+        held, registry_problems = holdings(registry, warehouse, start, end, context.run_id)
         with phase("transform"):
             gaps = coverage.gaps(held)
         writer.copy(HOST_CPU_GAPS.name, gaps)
