@@ -150,12 +150,12 @@ def print_report(database_url: str) -> None:
             "  (kgCO2eq; memory, overhead (PUE) and embodied are what the full footprint adds;"
             " regional: the full footprint at the site's own grid)"
         )
-        print(f"\n{'top users':<28}{'kWh':>10}{'kgCO2eq':>10}{'car miles':>11}")
+        print(f"\n{'top users':<42}{'kWh':>10}{'kgCO2eq':>10}{'car miles':>11}")
         for name, kwh, grams in conn.execute(
             "SELECT user_name, busy_kwh + idle_kwh, busy_gco2eq + idle_gco2eq "
             "FROM v_user_total ORDER BY 3 DESC LIMIT 10"
         ):
-            print(f"{name[:27]:<28}{kwh:>10,.1f}{grams / 1000:>10,.2f}{grams / 400:>11,.1f}")
+            print(f"{name[:41]:<42}{kwh:>10,.1f}{grams / 1000:>10,.2f}{grams / 400:>11,.1f}")
         print()
 
 
