@@ -498,7 +498,7 @@ def main_bench(args) -> int:
     start = month_start(2025, 3)
     months = 1 if args.quick else args.months
     hosts = 25 if args.quick else args.hosts
-    end = month_start(2025, 3 + months)
+    end = start + timedelta(days=args.days) if args.days else month_start(2025, 3 + months)
     hours = int((end - start) / timedelta(hours=1))
     from carbon_pipeline.partitions import HOURS_PER_RUN
 
@@ -566,6 +566,7 @@ def main_bench(args) -> int:
         scaling = []
         if not args.skip_scaling:
             shapes = [(hosts, 24 * 7), (hosts, 24 * 14), (hosts, hours)] if args.quick else []
+            shapes = [(h, n) for h, n in dict.fromkeys(shapes) if n <= hours]
             for shape_hosts, shape_hours in shapes:
                 log(f"scaling: {shape_hosts} hosts x {shape_hours} hours ...")
                 shape_end = start + timedelta(hours=shape_hours)
@@ -736,6 +737,7 @@ def main(argv: list[str] | None = None) -> int:
     measure.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="25 hosts for a month (CI-sized)")
     parser.add_argument("--hosts", type=int, default=100)
+    parser.add_argument("--days", type=int, default=0, help="a range of this many days instead")
     parser.add_argument("--months", type=int, default=12)
     parser.add_argument("--cache", default=str(REPO / ".bench"))
     parser.add_argument("--skip-scaling", action="store_true")

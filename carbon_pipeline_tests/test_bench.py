@@ -17,6 +17,8 @@ def test_quick_benchmark_reports_every_measurement(tmp_path):
             "-m",
             "carbon_pipeline_tests.bench",
             "--quick",
+            "--days",
+            "7",
             "--skip-scaling",
             "--cache",
             str(tmp_path),
@@ -41,10 +43,10 @@ def test_quick_benchmark_reports_every_measurement(tmp_path):
         assert line in done.stdout
     (saved,) = tmp_path.glob("results-*.json")
     report = json.loads(saved.read_text())
-    assert report["hosts"] == 25 and report["hours"] == 744
-    # Every host-hour of the fleet reached the warehouse: 25 hosts, most of them all month.
+    assert report["hosts"] == 25 and report["hours"] == 168
+    # Every host-hour of the fleet reached the warehouse: 25 hosts, most of them all week.
     rows = report["a"]["rows"]
-    assert rows["fact_usage_ada"] == 744 and rows["carbon_intensity_hourly"] == 744
-    assert rows["host_cpu_hourly"] == rows["fact_usage_instance"] > 744 * 15
+    assert rows["fact_usage_ada"] == 168 and rows["carbon_intensity_hourly"] == 168
+    assert rows["host_cpu_hourly"] == rows["fact_usage_instance"] > 168 * 15
     assert report["e"]["rows"] == rows  # the UI path wrote exactly what the CLI path did
     assert report["f"]["rows"] == rows  # and so did two concurrent backfills of its halves

@@ -124,15 +124,19 @@ def graphql(env: dict, query: str, variables: dict) -> dict:
 
 
 def wait_for(
-    instance: dg.DagsterInstance, backfill_id: str, timeout: float = 300
+    instance: dg.DagsterInstance, backfill_id: str, runs_expected: int = 0, timeout: float = 300
 ) -> list[dg.DagsterRun]:
-    """The backfill's runs once it has finished and none of them is still going."""
+    """The backfill's runs once it has finished and none of them is still going; or, given
+    `runs_expected`, once that many have finished (the backfill daemon marks the backfill
+    finished only on its next iteration, up to 30 s later)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         backfill = instance.get_backfill(backfill_id)
         runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
-        if backfill.status.value.startswith(("COMPLETED", "FAILED", "CANCELED")) and all(
-            r.is_finished for r in runs
+        finished = runs and all(r.is_finished for r in runs)
+        if finished and (
+            len(runs) == runs_expected
+            or backfill.status.value.startswith(("COMPLETED", "FAILED", "CANCELED"))
         ):
             return runs
         time.sleep(2)
@@ -240,7 +244,7 @@ def test_backfill_chunks_run_in_parallel_and_equal_a_single_run(
     intensity_server.delay_seconds = 10.0
     try:
         backfill_id = launch_range(deployment, "2025-03-03-00:00", "2025-03-03-11:00")
-        runs = wait_for(instance, backfill_id)
+        runs = wait_for(instance, backfill_id, runs_expected=3)
     finally:
         intensity_server.delay_seconds = 0.0
     assert len(runs) == 3 and all(r.is_success for r in runs)
