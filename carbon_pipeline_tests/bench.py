@@ -17,6 +17,7 @@ and prints a table, the ratios (a-d)/b and c/a, and a scaling line over hosts x 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -409,6 +410,9 @@ class Services:
 
         ensure_installed()
         self.cache = cache
+        # Named after the cache: a benchmark beside another (or beside the test suite's quick
+        # one) never drops the other's databases.
+        self.databases = "carbon_bench_" + hashlib.sha1(str(cache).encode()).hexdigest()[:8]
         self.folder = cached_tsdb(cache, hosts, start, tsdb_end)
         self.admin = postgres.admin_url()
         self.prometheus = PrometheusServer(
@@ -428,9 +432,9 @@ class Services:
         (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
         return {
             **os.environ,
-            "DATABASE_URL": postgres.fresh_database(self.admin, f"carbon_bench_{label}"),
+            "DATABASE_URL": postgres.fresh_database(self.admin, f"{self.databases}_{label}"),
             "DAGSTER_POSTGRES_URL": dagster_postgres_url(
-                postgres.fresh_database(self.admin, f"carbon_bench_{label}_dagster")
+                postgres.fresh_database(self.admin, f"{self.databases}_{label}_dagster")
             ),
             "DAGSTER_HOME": str(home),
             "PROMETHEUS_URL": self.prometheus.url,
@@ -443,8 +447,18 @@ class Services:
         }
 
     def stop(self) -> None:
+        """Stops the servers and drops the databases the measurements made."""
+        import psycopg
+
         self.intensity.stop()
         self.prometheus.stop()
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            names = conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                (self.databases + "\\_%",),
+            ).fetchall()
+            for (name,) in names:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def measure_concurrent(env: dict, start: datetime, end: datetime, hours_per_run: int) -> dict:
