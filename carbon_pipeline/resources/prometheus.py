@@ -91,6 +91,15 @@ def promql_regex_alternatives(values: list[str]) -> str:
     return promql_string("|".join(parts))
 
 
+def _check_label_names(names, setting: str) -> None:
+    for name in names:
+        if not _LABEL_NAME.match(name):
+            raise ConfigError(
+                f"label name {name!r} is not a Prometheus label name "
+                f"([a-zA-Z_][a-zA-Z0-9_]*); check {setting}"
+            )
+
+
 def _iso(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -118,14 +127,7 @@ class PrometheusResource(dg.ConfigurableResource):
     backoff_seconds: float = 0.5
 
     def _selector(self, modes: list[str] | None, metric: str = "node_cpu_seconds_total") -> str:
-        for name, setting in [(n, "PROMETHEUS_LABEL_MATCHERS") for n in self.label_matchers] + [
-            (n, "PROMETHEUS_SCRAPE_LABELS") for n in self.scrape_labels
-        ]:
-            if not _LABEL_NAME.match(name):
-                raise ConfigError(
-                    f"label name {name!r} is not a Prometheus label name "
-                    f"([a-zA-Z_][a-zA-Z0-9_]*); check {setting}"
-                )
+        _check_label_names(self.label_matchers, "PROMETHEUS_LABEL_MATCHERS")
         matchers = [f"mode=~{promql_regex_alternatives(modes)}"] if modes else []
         matchers += [f"{k}={promql_string(v)}" for k, v in sorted(self.label_matchers.items())]
         return metric + "{" + ", ".join(matchers) + "}"
@@ -135,6 +137,7 @@ class PrometheusResource(dg.ConfigurableResource):
         seconds, cpus, and the memory's mean size over the hour. Series are kept apart by the
         scrape labels too (job, by default), so that a host scraped twice gives two series
         with the same counters rather than one with them added: one is kept per host later."""
+        _check_label_names(self.scrape_labels, "PROMETHEUS_SCRAPE_LABELS")
         by = ", ".join(dict.fromkeys([*HOST_LABELS, *self.scrape_labels]))
 
         def increase(modes: list[str]) -> str:
