@@ -6,14 +6,21 @@ BIN := $(VENV)/bin
 
 UI_TESTS := carbon_pipeline_tests/ui
 
-.PHONY: setup demo demo-ui ui test lint bench bench-quick
+.PHONY: setup demo demo-ui ui test test-newest test-oldest upgrade lint bench bench-quick
 
-# pip's own output goes to a log, shown only if the install fails.
-$(BIN)/carbon-pipeline: pyproject.toml
-	@echo "setting up $(VENV) (log: $(VENV)/install.log) ..."
+# The environment is exactly what uv.lock says (versions and hashes), installed by uv, whose
+# own version and hashes are in the lock too: pip only bootstraps that uv, hash-checked.
+# Their output goes to a log, shown only if the install fails.
+UV_PIN = import tomllib; uv = next(p for p in tomllib.load(open("uv.lock", "rb"))["package"] if p["name"] == "uv"); \
+  print("uv==" + uv["version"], *("--hash=" + w["hash"] for w in uv["wheels"] + [uv["sdist"]]))
+UV_SYNC = UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --locked --quiet
+
+$(BIN)/carbon-pipeline: pyproject.toml uv.lock
+	@echo "setting up $(VENV) from uv.lock (log: $(VENV)/install.log) ..."
 	@$(PYTHON) -m venv $(VENV)
-	@$(BIN)/pip install --quiet --upgrade pip > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
-	@$(BIN)/pip install --quiet -e ".[test]" >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@$(PYTHON) -c '$(UV_PIN)' > $(VENV)/uv-requirement.txt
+	@$(BIN)/pip install --quiet --require-hashes -r $(VENV)/uv-requirement.txt > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@$(UV_SYNC) >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	@touch $@
 
 setup: $(BIN)/carbon-pipeline
@@ -39,6 +46,25 @@ $(UI_TESTS)/node_modules/playwright-core: $(UI_TESTS)/package.json $(UI_TESTS)/p
 
 test: setup /usr/bin/chromium $(UI_TESTS)/node_modules/playwright-core
 	$(BIN)/pytest
+
+# The suite on the newest releases pyproject.toml's ranges allow (today's pip install), or on
+# the oldest it names, each in its own environment; the lock and .venv stay as they are.
+test-newest: RESOLUTION = highest
+test-oldest: RESOLUTION = lowest-direct
+test-newest test-oldest: setup /usr/bin/chromium $(UI_TESTS)/node_modules/playwright-core
+	@$(BIN)/uv venv --quiet --allow-existing --python $(PYTHON) .venv-$(RESOLUTION)
+	@$(BIN)/uv pip install --quiet --python .venv-$(RESOLUTION)/bin/python --upgrade \
+	  --resolution $(RESOLUTION) --group dev -e .
+	@.venv-$(RESOLUTION)/bin/python -c "import dagster, numpy, pandas, pandera, sqlalchemy; \
+	  print(' '.join(f'{m.__name__} {m.__version__}' for m in (pandas, numpy, sqlalchemy, dagster, pandera)))"
+	.venv-$(RESOLUTION)/bin/pytest
+
+# Re-resolve the lock to the newest releases the ranges allow and run the suite on it; commit
+# uv.lock if it passes.
+upgrade: $(BIN)/carbon-pipeline
+	$(BIN)/uv lock --upgrade
+	$(UV_SYNC)
+	$(MAKE) test
 
 lint: setup
 	$(BIN)/ruff check carbon_pipeline carbon_pipeline_tests

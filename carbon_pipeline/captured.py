@@ -21,9 +21,10 @@ import pandas as pd
 from carbon_pipeline.intensity import SOURCES
 
 HOST_HOUR = ["timestamp_utc", "hostname"]
-_COMPARED = [
-    "cloud_project_name",
-    "machine_name",
+LABEL_SET = ["cloud_project_name", "machine_name"]
+# The numbers of a host-hour compared when an answer meets the record; memory_gib is optional
+# (NaN when a host exports no memory size).
+_COMPARED_VALUES = [
     "cpu_count",
     "busy_cpu_seconds_total",
     "idle_cpu_seconds_total",
@@ -51,12 +52,25 @@ def _keys(frame: pd.DataFrame) -> pd.MultiIndex:
     return pd.MultiIndex.from_frame(frame[HOST_HOUR])
 
 
-def _fingerprint(frame: pd.DataFrame) -> pd.Series:
-    """One comparable value per host-hour (a host seen under two label sets in one hour has
-    two rows: both count)."""
-    ordered = frame.sort_values([*HOST_HOUR, "cloud_project_name", "machine_name"], kind="stable")
-    text = ordered[[c for c in _COMPARED if c in ordered]].astype(str).agg("|".join, axis=1)
-    return text.groupby([ordered[k] for k in HOST_HOUR], sort=False).agg("/".join)
+def count_changed(new: pd.DataFrame, old: pd.DataFrame) -> int:
+    """How many host-hours differ between two versions of the same host-hours: a label set
+    one has and the other not, or a number that changed. Numbers compare as numbers, and
+    unknown (NaN) equals unknown, in any optional column."""
+    key = [*HOST_HOUR, *LABEL_SET]
+    values = [c for c in _COMPARED_VALUES if c in new or c in old]
+    pairs = new.reindex(columns=[*key, *values]).merge(
+        old.reindex(columns=[*key, *values]),
+        on=key,
+        how="outer",
+        suffixes=("_new", "_old"),
+        indicator=True,
+    )
+    differs = np.array(pairs["_merge"] != "both")
+    for column in values:
+        a = pairs[f"{column}_new"].to_numpy(dtype=float, na_value=np.nan)
+        b = pairs[f"{column}_old"].to_numpy(dtype=float, na_value=np.nan)
+        differs |= ~((a == b) | (np.isnan(a) & np.isnan(b)))
+    return len(pairs.loc[differs, HOST_HOUR].drop_duplicates())
 
 
 def merge_host_cpu(
@@ -87,9 +101,9 @@ def merge_host_cpu(
     # An answer without a host's memory size keeps the size stored for that host-hour.
     answered = _keep_stored_memory(answered, stored)
     if len(both):
-        new = _fingerprint(answered[_keys(answered).isin(both)])
-        old = _fingerprint(stored[stored_keys.isin(both)]).reindex(new.index)
-        counts.changed = int((new != old).sum())
+        counts.changed = count_changed(
+            answered[_keys(answered).isin(both)], stored[stored_keys.isin(both)]
+        )
     plausible = pd.concat(
         [answered, stored[~stored_keys.isin(replaced)]], ignore_index=True
     ).sort_values(HOST_HOUR, ignore_index=True, kind="stable")

@@ -258,6 +258,40 @@ def test_a_new_answer_adds_and_corrects_but_never_takes_away():
     assert counts.changed == 1  # b (and its memory); a is unchanged
 
 
+def test_an_answer_meets_the_record_as_numbers_with_unknowns_in_any_optional_column():
+    """Re-running stored host-hours of hosts without a memory size (NaN stored and NaN
+    answered) compares numbers, never text: unknown equals unknown, and only real changes
+    count (pandas 3 keeps NaN a float under astype(str), which broke a text comparison)."""
+    from carbon_pipeline.captured import count_changed, merge_host_cpu
+
+    stored = host_hours(
+        [
+            (at(0), "a", "P", "M", 2, 100.0, 200.0),
+            (at(0), "b", "P", "M", 2, 10.0, 20.0),
+            (at(1), "a", "P", "M", 2, 1.0, 2.0),
+            (at(1), "c", "P", "M", 1, 3.0, 4.0),
+        ]
+    ).assign(memory_gib=[np.nan, 8.0, np.nan, np.nan])
+    same = stored.copy()
+    kept, rejected, counts = merge_host_cpu(stored, stored.iloc[:0], same, same.iloc[:0])
+    assert (counts.added, counts.changed, counts.kept_missing) == (0, 0, 0)
+    pd.testing.assert_frame_equal(
+        kept, stored.sort_values(["timestamp_utc", "hostname"], ignore_index=True)
+    )
+    changed = same.assign(
+        busy_cpu_seconds_total=[100.0, 10.0, 1.5, 3.0],  # (1, a) corrected
+        memory_gib=[np.nan, 8.0, np.nan, 2.0],  # (1, c) now knows its memory
+    )
+    assert count_changed(changed, stored) == 2
+    # A label set the record lacks (or has no longer) is a change of that host-hour alone.
+    relabelled = same.assign(machine_name=["M", "M", "M", "N"])
+    assert count_changed(relabelled, stored) == 1
+    # Without the optional column on one side, unknown meets unknown: nothing changed.
+    assert count_changed(same.drop(columns="memory_gib").iloc[[0, 2]], stored.iloc[[0, 2]]) == 0
+    # Integers as the nullable type a database read may give compare as numbers too.
+    assert count_changed(same.astype({"cpu_count": "Int64"}), stored) == 0
+
+
 def test_an_hours_intensity_is_only_replaced_by_as_good_or_better():
     from carbon_pipeline.captured import merge_intensity
 
