@@ -88,4 +88,6 @@ def test_fleets_without_memory_sizes_backfill_rerun_and_rederive(
     # count of the unknown ones).
     ada = read_table(database_url, "SELECT full_kwh FROM fact_usage_ada")
     assert ada["full_kwh"].isna().all()
-    assert pd.notna(read_table(database_url, "SELECT sum(busy_kwh) AS s FROM fact_usage_ada")["s"][0])
+    assert pd.notna(
+        read_table(database_url, "SELECT sum(busy_kwh) AS s FROM fact_usage_ada")["s"][0]
+    )
