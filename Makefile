@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 
 UI_TESTS := carbon_pipeline_tests/ui
 
-.PHONY: setup demo demo-ui ui test test-newest test-oldest upgrade lint bench bench-quick
+.PHONY: setup demo demo-ui ui test test-bench test-newest test-oldest upgrade lint bench bench-quick
 
 # The environment is exactly what uv.lock says (versions and hashes), installed by uv, whose
 # own version and hashes are in the lock too: pip only bootstraps that uv, hash-checked.
@@ -44,8 +44,17 @@ $(UI_TESTS)/node_modules/playwright-core: $(UI_TESTS)/package.json $(UI_TESTS)/p
 	cd $(UI_TESTS) && npm ci --no-audit --no-fund
 	touch $@
 
+# Independent tests run side by side (pytest-xdist): most of the suite's time is spent waiting
+# on daemons and run launches, not computing. TEST_WORKERS=0 runs them one after the other.
+TEST_WORKERS ?= 4
+PYTEST = pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+
 test: setup /usr/bin/chromium $(UI_TESTS)/node_modules/playwright-core
-	$(BIN)/pytest
+	$(BIN)/$(PYTEST)
+
+# The benchmark's own test (its quick mode end to end), which CI runs after `make test`.
+test-bench: setup
+	$(BIN)/pytest -n 2 -m bench carbon_pipeline_tests/test_bench.py
 
 # The suite on the newest releases pyproject.toml's ranges allow (today's pip install), or on
 # the oldest it names, each in its own environment; the lock and .venv stay as they are.
@@ -57,7 +66,7 @@ test-newest test-oldest: setup /usr/bin/chromium $(UI_TESTS)/node_modules/playwr
 	  --resolution $(RESOLUTION) --group dev -e .
 	@.venv-$(RESOLUTION)/bin/python -c "import dagster, numpy, pandas, pandera, sqlalchemy; \
 	  print(' '.join(f'{m.__name__} {m.__version__}' for m in (pandas, numpy, sqlalchemy, dagster, pandera)))"
-	.venv-$(RESOLUTION)/bin/pytest
+	.venv-$(RESOLUTION)/bin/$(PYTEST)
 
 # Re-resolve the lock to the newest releases the ranges allow and run the suite on it; commit
 # uv.lock if it passes.

@@ -26,7 +26,8 @@ ORDER BY 1, 2
 """
 
 
-def test_migrations_build_the_seed_schema_once(database_url):
+def test_migrations_build_the_seed_schema_once(create_database):
+    database_url = create_database(empty=True)
     warehouse = WarehouseResource(database_url=database_url)
     versions = [version for version, _ in migrations()]
     assert versions[:2] == ["0001_seed_schema", "0002_pipeline_tables"]

@@ -86,11 +86,12 @@ def admin_url() -> str:
     raise PostgresSetupError("could not reach or start a local PostgreSQL: set DATABASE_URL")
 
 
-def fresh_database(admin: str, name: str) -> str:
-    """Drop and re-create database `name`; its URL."""
+def fresh_database(admin: str, name: str, template: str | None = None) -> str:
+    """Drop and re-create database `name` (a copy of `template` if given); its URL."""
+    copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
     if "?" in admin:  # socket form: postgresql:///postgres?host=...
         base, _, query = admin.partition("?")
         return f"{base.rsplit('/', 1)[0]}/{name}?{query}"
