@@ -18,7 +18,8 @@ try {
   await page.getByRole('button', { name: 'Skip' }).click({ timeout: 5000 }).catch(() => {});
   await shot('1-job');
   await page.getByRole('button', { name: /Materialize all/ }).click();
-  await page.getByText('Show all partitions').click();
+  // Newer UIs fold the partition range behind this link; older ones show it at once.
+  await page.getByText('Show all partitions').click({ timeout: 10000 }).catch(() => {});
   const selection = page.getByPlaceholder(/^ex: /);
   await selection.fill(range);
   await selection.press('Enter');
