@@ -229,6 +229,13 @@ def scope_facts(host_usage: pd.DataFrame, shares: pd.DataFrame) -> dict[str, pd.
     hour_intensity = usage.groupby("timestamp_utc", as_index=False)[
         ["intensity_gco2eq_per_kwh", "intensity_source"]
     ].first()
+    # Who held which host-hour (unattributed is nobody), under each of its label sets.
+    held = usage.merge(
+        shares.loc[
+            shares["ext_user_id"] != UNATTRIBUTED, ["timestamp_utc", "hostname", "ext_user_id"]
+        ],
+        on=["timestamp_utc", "hostname"],
+    )
     facts = {}
     for scope in SCOPES:
         if scope == "user":
@@ -236,5 +243,8 @@ def scope_facts(host_usage: pd.DataFrame, shares: pd.DataFrame) -> dict[str, pd.
         else:
             keys = ["timestamp_utc", *SCOPE_KEYS[scope]]
             frame = sum_metrics(usage, keys)
+            users = held.groupby(keys)["ext_user_id"].nunique().rename("users").reset_index()
+            frame = frame.merge(users, on=keys, how="left")
+            frame["users"] = frame["users"].fillna(0).astype("int64")
         facts[scope] = frame.merge(hour_intensity, on="timestamp_utc", how="left")
     return facts

@@ -66,13 +66,16 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    from carbon_pipeline.config import env_int
     from carbon_pipeline.resources.warehouse import WarehouseResource
 
     url = os.getenv("DATABASE_URL")
     if not url:
         print("error: set DATABASE_URL", file=sys.stderr)
         return 2
-    applied = WarehouseResource(database_url=url).migrate()  # errors: see main()
+    min_users = env_int("CARBON_REPORTER_MIN_USERS", 0, minimum=0) or None
+    warehouse = WarehouseResource(database_url=url, reporter_min_users=min_users)
+    applied = warehouse.migrate()  # errors: see main()
     print(f"applied: {', '.join(applied) if applied else 'nothing (up to date)'}")
     return 0
 

@@ -29,7 +29,17 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
     """Resources configured from the environment (see README, Configuration). Secrets
     (DATABASE_URL, PROMETHEUS_URL, MONGO_URI) stay EnvVars: read at run time, never shown."""
     return {
-        "warehouse": WarehouseResource(database_url=dg.EnvVar("DATABASE_URL")),
+        "warehouse": WarehouseResource(
+            database_url=dg.EnvVar("DATABASE_URL"),
+            statement_timeout_seconds=env_float(
+                "DATABASE_STATEMENT_TIMEOUT_SECONDS", 1800.0, minimum=0
+            ),
+            lock_timeout_seconds=env_float("DATABASE_LOCK_TIMEOUT_SECONDS", 600.0, minimum=0),
+            idle_in_transaction_timeout_seconds=env_float(
+                "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS", 900.0, minimum=0
+            ),
+            reporter_min_users=env_int("CARBON_REPORTER_MIN_USERS", 0, minimum=0) or None,
+        ),
         "prometheus": PrometheusResource(
             prometheus_url=dg.EnvVar("PROMETHEUS_URL"),
             busy_modes=env_list("PROMETHEUS_BUSY_MODES", BUSY_MODES),
@@ -37,16 +47,25 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
             label_matchers=env_string_map("PROMETHEUS_LABEL_MATCHERS"),
             scrape_labels=env_list("PROMETHEUS_SCRAPE_LABELS", ["job"]),
             timeout_seconds=env_float("PROMETHEUS_QUERY_TIMEOUT_SECONDS", 120.0, minimum=1),
+            run_timeout_seconds=env_float("PROMETHEUS_RUN_TIMEOUT_SECONDS", 3600.0, minimum=1),
+            max_wait_seconds=env_float("HTTP_MAX_RETRY_WAIT_SECONDS", 60.0, minimum=0),
         ),
         "carbon_intensity_api": CarbonIntensityResource(
             api_url=env("CARBON_INTENSITY_API_URL", DEFAULT_API_URL),
             on_missing=env_choice("CARBON_INTENSITY_ON_MISSING", "fallback", ("fallback", "fail")),
             fallback_gco2eq_per_kwh=env_float("CARBON_INTENSITY_FALLBACK", 200.0, minimum=0),
+            timeout_seconds=env_float("CARBON_INTENSITY_TIMEOUT_SECONDS", 60.0, minimum=1),
+            run_timeout_seconds=env_float(
+                "CARBON_INTENSITY_RUN_TIMEOUT_SECONDS", 1800.0, minimum=1
+            ),
+            max_wait_seconds=env_float("HTTP_MAX_RETRY_WAIT_SECONDS", 60.0, minimum=0),
         ),
         "registry": RegistryResource(
             mongo_uri=dg.EnvVar("MONGO_URI"),
             database=env("MONGO_DATABASE", "ada"),
             seed_dir=env("MONGO_SEED_DIR"),
+            timeout_seconds=env_float("MONGO_TIMEOUT_SECONDS", 60.0, minimum=1),
+            run_timeout_seconds=env_float("MONGO_RUN_TIMEOUT_SECONDS", 600.0, minimum=1),
         ),
         "power_model": PowerModelResource(
             busy_watts_per_core=env_float("CARBON_BUSY_WATTS_PER_CORE", 12.0, minimum=0),

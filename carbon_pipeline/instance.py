@@ -17,6 +17,8 @@ import psycopg
 import yaml
 
 from carbon_pipeline import BATCHING
+from carbon_pipeline.database_url import DatabaseUrl, DatabaseUrlError
+from carbon_pipeline.secrets import mask_secrets
 
 log = logging.getLogger(__name__)
 
@@ -44,36 +46,45 @@ def default_home() -> Path:
 
 def dagster_postgres_url(url: str) -> str:
     """dagster-postgres needs psycopg2 (it binds NOTIFY parameters client-side); SQLAlchemy
-    2.1 maps a bare postgresql:// to psycopg 3, so name the driver."""
-    scheme, sep, rest = url.partition("://")
-    return f"postgresql+psycopg2://{rest}" if scheme in ("postgres", "postgresql") else url
+    2.1 maps a bare postgresql:// to psycopg 3, so name the driver. The password may hold any
+    character (see database_url)."""
+    parsed = _parse(url, "DAGSTER_POSTGRES_URL")
+    if parsed.scheme in ("postgres", "postgresql"):
+        parsed = parsed.with_(scheme="postgresql+psycopg2")
+    return parsed.render()
 
 
 def instance_database_url(database_url: str) -> str:
     """The instance's database beside the warehouse: same server and credentials, database
     `<warehouse>_dagster`."""
-    _, sep, rest = database_url.partition("://")
-    server, _, database = rest.partition("/")
-    name, _, query = database.partition("?")
-    if not sep or not name:
+    parsed = _parse(database_url, "DATABASE_URL")
+    if not parsed.database:
         raise InstanceError("DATABASE_URL must be a postgresql:// URL naming a database")
-    return f"postgresql+psycopg2://{server}/{name}_dagster" + (f"?{query}" if query else "")
+    return parsed.with_(
+        scheme="postgresql+psycopg2", database=f"{parsed.database}_dagster"
+    ).render()
+
+
+def _parse(url: str, setting: str) -> DatabaseUrl:
+    try:
+        return DatabaseUrl.parse(url)
+    except DatabaseUrlError as exc:
+        raise InstanceError(f"{setting}: {exc}") from None
 
 
 def ensure_database(url: str) -> None:
     """Create the database of a postgresql URL if it does not exist (needs CREATEDB)."""
-    plain = "postgresql://" + url.partition("://")[2]
-    server, _, database = plain.partition("//")[2].partition("/")
-    name, _, query = database.partition("?")
+    parsed = _parse(url, "DAGSTER_POSTGRES_URL").with_(scheme="postgresql")
+    name = parsed.database
     try:
-        with psycopg.connect(plain, connect_timeout=10):
+        with psycopg.connect(parsed.render(), connect_timeout=10):
             return
     except psycopg.OperationalError as exc:
         if "does not exist" not in str(exc):
             raise InstanceError(
-                f"cannot reach the Dagster instance's database {name!r}: {exc}"
+                f"cannot reach the Dagster instance's database {name!r}: {mask_secrets(str(exc))}"
             ) from None
-    maintenance = f"postgresql://{server}/postgres" + (f"?{query}" if query else "")
+    maintenance = parsed.with_(database="postgres").render()
     try:
         with psycopg.connect(maintenance, autocommit=True, connect_timeout=10) as conn:
             conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
@@ -81,8 +92,8 @@ def ensure_database(url: str) -> None:
         pass  # created meanwhile by another process
     except psycopg.Error as exc:
         raise InstanceError(
-            f"could not create the Dagster instance's database {name!r} ({exc}); create it, "
-            "or set DAGSTER_POSTGRES_URL to one that exists"
+            f"could not create the Dagster instance's database {name!r} "
+            f"({mask_secrets(str(exc))}); create it, or set DAGSTER_POSTGRES_URL to one that exists"
         ) from None
     log.info("created the Dagster instance's database %s", name)
 

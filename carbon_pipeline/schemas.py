@@ -231,6 +231,17 @@ def scope_fact_schema(scope: str, keys: list[str]) -> pa.DataFrameSchema:
             **{m: _metric(m) for m in METRICS},
             "intensity_gco2eq_per_kwh": _intensity,
             "intensity_source": _source,
+            **(
+                {}
+                if scope == "user"
+                else {
+                    "users": pa.Column(
+                        "int64",
+                        pa.Check.ge(0),
+                        description="Distinct users whose workspaces held its hosts in the hour.",
+                    )
+                }
+            ),
         },
         strict="filter",
         name=f"fact_usage_{scope}",

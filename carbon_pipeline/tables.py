@@ -132,6 +132,7 @@ SCOPE_FACTS = {
             ("timestamp_utc", "timestamptz"),
             *_METRIC_COLUMNS,
             *_INTENSITY_COLUMNS,
+            *((("users", "int4"),) if scope != "user" else ()),
         ),
     )
     for scope, id_column in SCOPE_ID_COLUMNS.items()

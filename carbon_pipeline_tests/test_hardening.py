@@ -165,7 +165,7 @@ def test_a_hung_prometheus_costs_at_most_the_query_budget():
     finally:
         server.stop()
     message = str(error.value)
-    assert "gave no answer in 2 s (2 attempt(s) of 1 s)" in message
+    assert "gave no complete answer in 2 s (2 attempt(s) of at most 1 s;" in message
     assert "for hours 2025-03-20T06:00:00Z to 2025-03-20T12:00:00Z" in message
     assert "(query: sum by (host, instance, cloud_project_name, machine_name, job)" in message
 
@@ -360,7 +360,7 @@ def test_migrate_with_a_wrong_database_url_is_one_clear_line(monkeypatch):
     assert "s3cret" not in line
     monkeypatch.setenv("DATABASE_URL", "mysql://x@y/z")
     done = cli("migrate")
-    assert done.returncode == 2 and "DATABASE_URL must be a postgresql:// URL" in done.stderr
+    assert done.returncode == 2 and "DATABASE_URL: expected a postgresql:// URL" in done.stderr
 
 
 def test_the_sensor_module_does_not_import_the_command_line():

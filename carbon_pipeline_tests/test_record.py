@@ -462,7 +462,18 @@ def test_a_registry_correction_reattributes_from_the_facts_stage_alone(
         "fact_usage_instance",
         "fact_usage_ada",
     ):
-        pd.testing.assert_frame_equal(before[table], after[table], obj=table)
+        # Every number but how many people held the hosts: carol also held bob's workspace.
+        pd.testing.assert_frame_equal(
+            before[table].drop(columns="users", errors="ignore"),
+            after[table].drop(columns="users", errors="ignore"),
+            obj=table,
+        )
+    users_at = pd.Series(
+        after["fact_usage_ada"]["users"].to_numpy(), index=before["fact_usage_ada"]["users"].index
+    )
+    assert (users_at <= before["fact_usage_ada"]["users"]).all() and (
+        users_at < before["fact_usage_ada"]["users"]
+    ).any()
     users_before = _user_totals(loaded, before)
     users_after = _user_totals(loaded, after)
     assert "bob" not in users_after.index

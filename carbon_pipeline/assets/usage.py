@@ -99,6 +99,42 @@ def latest_labels(usage: pd.DataFrame) -> pd.DataFrame:
     return ordered.drop_duplicates("hostname", keep="last")
 
 
+def group_ids(conn, groups: pd.DataFrame) -> dict[str, int]:
+    """{group_name: group_id} for the groups' (group_name, cloud_project_name, machine_name),
+    creating the missing ones; refuses a name that stands for another project and machine
+    than the one stored (GroupNameError). The unique name decides atomically: of two runs
+    bringing colliding pairs at once, the second waits for the first's commit, then sees its
+    pair and is refused. Only missing rows, and rows stored without their pair, are written."""
+    columns = ["group_name", "cloud_project_name", "machine_name"]
+    names = sorted(groups["group_name"].unique().tolist())
+    select = "SELECT group_name, group_id, cloud_project_name, machine_name FROM dim_group WHERE group_name = ANY(%s)"
+    with phase("postgres_write"), conn.cursor() as cur:
+        cur.execute(select, (names,))
+        stored = {row[0]: row for row in cur.fetchall()}
+        pairs = groups.sort_values("group_name")[columns].itertuples(index=False, name=None)
+        missing = [p for p in pairs if p[0] not in stored or stored[p[0]][2] is None]
+        if missing:
+            cur.executemany(
+                "INSERT INTO dim_group (group_name, cloud_project_name, machine_name) "
+                "VALUES (%s, %s, %s) ON CONFLICT (group_name) DO UPDATE SET "
+                "cloud_project_name = EXCLUDED.cloud_project_name, "
+                "machine_name = EXCLUDED.machine_name WHERE dim_group.cloud_project_name IS NULL",
+                missing,
+            )
+            cur.execute(select, (names,))
+            stored = {row[0]: row for row in cur.fetchall()}
+    refuse_colliding_groups(
+        pd.concat(
+            [
+                groups[columns],
+                pd.DataFrame([(r[0], r[2], r[3]) for r in stored.values()], columns=columns),
+            ],
+            ignore_index=True,
+        )
+    )
+    return {name: row[1] for name, row in stored.items()}
+
+
 def _with_dimension_ids(conn, usage: pd.DataFrame) -> pd.DataFrame:
     """usage with instance, project, machine and group ids, creating missing dimension rows."""
     usage = usage.assign(group_name=group_name(usage["cloud_project_name"], usage["machine_name"]))
@@ -128,14 +164,6 @@ def _with_dimension_ids(conn, usage: pd.DataFrame) -> pd.DataFrame:
     groups = usage.drop_duplicates(["group_name", "cloud_project_name", "machine_name"])[
         ["group_name", "cloud_project_name", "machine_name"]
     ]
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT group_name, cloud_project_name, machine_name FROM dim_group "
-            "WHERE group_name = ANY(%s) AND cloud_project_name IS NOT NULL",
-            (groups["group_name"].tolist(),),
-        )
-        stored = pd.DataFrame(cur.fetchall(), columns=groups.columns)
-    refuse_colliding_groups(pd.concat([groups, stored], ignore_index=True))
     ids = {
         "instance_id": dimension_ids(
             conn,
@@ -152,14 +180,7 @@ def _with_dimension_ids(conn, usage: pd.DataFrame) -> pd.DataFrame:
         "machine_id": dimension_ids(
             conn, "dim_machine", "machine_name", "machine_id", machines, ["attributes"]
         ),
-        "group_id": dimension_ids(
-            conn,
-            "dim_group",
-            "group_name",
-            "group_id",
-            groups,
-            ["cloud_project_name", "machine_name"],
-        ),
+        "group_id": group_ids(conn, groups),
     }
     keys = {
         "instance_id": "hostname",

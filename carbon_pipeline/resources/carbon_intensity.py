@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 import dagster as dg
 import pandas as pd
 import requests
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
-from carbon_pipeline.resources.http import retrying_session
+from carbon_pipeline.resources.http import Budget, request_within
 from carbon_pipeline.secrets import mask_secrets, mask_url
 from carbon_pipeline.times import utc_ns
 from carbon_pipeline.timing import phase
@@ -78,8 +78,18 @@ class CarbonIntensityResource(dg.ConfigurableResource):
     timeout_seconds: float = Field(
         default=60.0, description="Longest a request may take, all its attempts together [s]."
     )
+    run_timeout_seconds: float = Field(
+        default=1800.0, description="Longest a run may spend asking the API, all requests [s]."
+    )
+    max_wait_seconds: float = Field(
+        default=60.0, description="Longest wait before a retry, Retry-After included [s]."
+    )
     retries: int = 3
     backoff_seconds: float = 1.0
+    _budget: Budget = PrivateAttr(default_factory=Budget)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._budget.start(self.run_timeout_seconds)
 
     def periods(self, start: datetime, end: datetime) -> pd.DataFrame:
         """Every half-hour period starting in [start, end), one row each, sorted; raises
@@ -95,7 +105,6 @@ class CarbonIntensityResource(dg.ConfigurableResource):
         """The periods of every request (of at most max_days_per_request days) that
         succeeded, and the errors of those that failed: one bad fortnight does not cost the
         others. National intensity, or with `region_id` that GB region's (forecasts only)."""
-        session = retrying_session(self.retries, self.backoff_seconds)
         frames, errors = [], []
         chunk_start = start
         while chunk_start < end:
@@ -104,7 +113,7 @@ class CarbonIntensityResource(dg.ConfigurableResource):
             if region_id is not None:
                 path = f"/regional{path}/regionid/{region_id}"
             try:
-                frames.append(self._request(session, path, regional=region_id is not None))
+                frames.append(self._request(path, regional=region_id is not None))
             except CarbonIntensityError as exc:
                 errors.append(exc)
             chunk_start = chunk_end
@@ -120,17 +129,25 @@ class CarbonIntensityResource(dg.ConfigurableResource):
         )
         return periods, errors
 
-    def _request(self, session, path: str, regional: bool = False) -> pd.DataFrame:
+    def _request(self, path: str, regional: bool = False) -> pd.DataFrame:
         url = f"{self.api_url.rstrip('/')}{path}"
         where = f"from {mask_url(url)}"
         # The time budget is shared by every attempt: a hung API costs at most it.
-        per_attempt = max(0.1, self.timeout_seconds / (self.retries + 1))
+        try:
+            seconds = self._budget.call_seconds(self.timeout_seconds, "Carbon Intensity API")
+        except requests.Timeout as exc:
+            raise CarbonIntensityError(f"{exc} {where}") from exc
+        per_attempt = max(0.1, seconds / (self.retries + 1))
         try:
             with phase("intensity_api"):
-                response = session.get(
+                response = request_within(
+                    "GET",
                     url,
+                    seconds,
+                    retries=self.retries,
+                    backoff_seconds=self.backoff_seconds,
+                    max_wait_seconds=self.max_wait_seconds,
                     headers={"Accept": "application/json"},
-                    timeout=(min(10.0, per_attempt), per_attempt),
                 )
                 body = response.json()
         except requests.JSONDecodeError as exc:
@@ -140,8 +157,9 @@ class CarbonIntensityResource(dg.ConfigurableResource):
         except requests.RequestException as exc:
             if isinstance(exc, requests.Timeout) or "timed out" in str(exc):
                 raise CarbonIntensityError(
-                    f"Carbon Intensity API unreachable: no answer in {self.timeout_seconds:g} s "
-                    f"({self.retries + 1} attempt(s) of {per_attempt:g} s) {where}"
+                    f"Carbon Intensity API unreachable: no complete answer in {seconds:g} s "
+                    f"({self.retries + 1} attempt(s) of at most {per_attempt:g} s; "
+                    f"{mask_secrets(str(exc))}) {where}"
                 ) from exc
             raise CarbonIntensityError(
                 f"Carbon Intensity API unreachable: {mask_url(url)}: {mask_secrets(str(exc))}"

@@ -10,11 +10,11 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import requests
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from carbon_pipeline.config import ConfigError
 from carbon_pipeline.hosts import normalise_host
-from carbon_pipeline.resources.http import retrying_session
+from carbon_pipeline.resources.http import Budget, request_within
 from carbon_pipeline.secrets import mask_secrets, mask_url
 from carbon_pipeline.times import HOUR, TIMESTAMP_DTYPE, utc_ns
 from carbon_pipeline.timing import phase
@@ -123,8 +123,18 @@ class PrometheusResource(dg.ConfigurableResource):
         default=120.0,
         description="Longest a query may take, all its attempts together [s].",
     )
+    run_timeout_seconds: float = Field(
+        default=3600.0, description="Longest a run may spend asking Prometheus, all queries [s]."
+    )
+    max_wait_seconds: float = Field(
+        default=60.0, description="Longest wait before a retry, Retry-After included [s]."
+    )
     retries: int = 3
     backoff_seconds: float = 0.5
+    _budget: Budget = PrivateAttr(default_factory=Budget)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._budget.start(self.run_timeout_seconds)
 
     def _selector(self, modes: list[str] | None, metric: str = "node_cpu_seconds_total") -> str:
         _check_label_names(self.label_matchers, "PROMETHEUS_LABEL_MATCHERS")
@@ -157,12 +167,16 @@ class PrometheusResource(dg.ConfigurableResource):
         """Evaluate `query` at every hour end in (start, end]: the hours [start, end) (or
         every `step_hours`). Returns the series and the warnings Prometheus gave with them
         (its answer may be partial)."""
-        session = retrying_session(self.retries, self.backoff_seconds)
         url = self.prometheus_url.rstrip("/") + "/api/v1/query_range"
         shown = mask_url(url)
+        where = f"for hours {_iso(start)} to {_iso(end)} (query: {query})"
         # The time budget is shared by every attempt: a hung Prometheus costs at most it.
+        try:
+            seconds = self._budget.call_seconds(self.timeout_seconds, f"Prometheus at {shown}")
+        except requests.Timeout as exc:
+            raise PrometheusError(f"{exc}; {where}") from exc
         attempts = self.retries + 1
-        per_attempt = max(1.0, self.timeout_seconds / attempts)
+        per_attempt = max(1.0, seconds / attempts)
         params = {
             "query": query,
             "start": _iso(start + step_hours * HOUR),
@@ -170,11 +184,16 @@ class PrometheusResource(dg.ConfigurableResource):
             "step": str(3600 * step_hours),
             "timeout": f"{int(per_attempt)}s",
         }
-        where = f"for hours {_iso(start)} to {_iso(end)} (query: {query})"
         try:
             with phase("prometheus"):
-                response = session.post(
-                    url, data=params, timeout=(min(10.0, per_attempt), per_attempt)
+                response = request_within(
+                    "POST",
+                    url,
+                    seconds,
+                    retries=self.retries,
+                    backoff_seconds=self.backoff_seconds,
+                    max_wait_seconds=self.max_wait_seconds,
+                    data=params,
                 )
                 body = response.json()
         except requests.JSONDecodeError as exc:
@@ -185,8 +204,9 @@ class PrometheusResource(dg.ConfigurableResource):
         except requests.RequestException as exc:
             if isinstance(exc, requests.Timeout) or "timed out" in str(exc):
                 raise PrometheusError(
-                    f"Prometheus at {shown} gave no answer in {self.timeout_seconds:.0f} s "
-                    f"({attempts} attempt(s) of {per_attempt:.0f} s) {where}"
+                    f"Prometheus at {shown} gave no complete answer in {seconds:.0f} s "
+                    f"({attempts} attempt(s) of at most {per_attempt:.0f} s; "
+                    f"{mask_secrets(str(exc))}) {where}"
                 ) from exc
             raise PrometheusError(
                 f"Prometheus at {shown} unreachable {where}: {mask_secrets(str(exc))}"

@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pymongo
+import pymongo.errors
+import requests
 from bson import ObjectId, json_util
+from pydantic import Field, PrivateAttr
 
+from carbon_pipeline.resources.http import Budget
+from carbon_pipeline.secrets import mask_secrets, mask_url
 from carbon_pipeline.timing import phase
 
 MOCK_SCHEME = "mongomock://"
@@ -88,6 +95,34 @@ class RegistryResource(dg.ConfigurableResource):
     mongo_uri: str
     database: str = "ada"
     seed_dir: str | None = None
+    timeout_seconds: float = Field(
+        default=60.0, description="Longest one registry query may take, reading included [s]."
+    )
+    run_timeout_seconds: float = Field(
+        default=600.0, description="Longest a run may spend asking the registry [s]."
+    )
+    _budget: Budget = PrivateAttr(default_factory=Budget)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._budget.start(self.run_timeout_seconds)
+
+    @contextmanager
+    def _asking(self, what: str) -> Iterator[None]:
+        """A query (find and reading its cursor) within its time: pymongo's client-side
+        operation timeout bounds server selection, connecting and every read."""
+        where = f"the registry (MongoDB at {mask_url(self.mongo_uri)})"
+        try:
+            seconds = self._budget.call_seconds(self.timeout_seconds, where)
+        except requests.Timeout as exc:
+            raise RegistryError(f"{exc}; asking for {what}") from exc
+        try:
+            with phase("registry"), pymongo.timeout(seconds):
+                yield
+        except pymongo.errors.PyMongoError as exc:
+            raise RegistryError(
+                f"{where} gave no answer for {what} within {seconds:g} s: "
+                f"{mask_secrets(str(exc))[:300]}"
+            ) from exc
 
     def db(self):
         if self.mongo_uri.startswith(MOCK_SCHEME):
@@ -123,7 +158,7 @@ class RegistryResource(dg.ConfigurableResource):
             for field in TIME_FIELDS
         ]
         projection = dict.fromkeys(("hostname", "owner", *TIME_FIELDS), 1)
-        with phase("registry"):
+        with self._asking("workspaces"):
             workspaces = self.db()["workspaces"]
             documents = list(workspaces.find({"$or": [overlapping, *odd_times]}, projection))
             missing = set(ids) - {str(d.get("_id")) for d in documents}
@@ -156,7 +191,7 @@ class RegistryResource(dg.ConfigurableResource):
 
     def users(self, platform_names: list[str]) -> pd.DataFrame:
         """platform_name and display name of the given users that the registry knows."""
-        with phase("registry"):
+        with self._asking("users"):
             docs = list(
                 self.db()["users"].find(
                     {"platform_name": {"$in": platform_names}}, {"platform_name": 1, "name": 1}
@@ -167,7 +202,7 @@ class RegistryResource(dg.ConfigurableResource):
 
     def groups(self, names: list[str]) -> list[dict]:
         """The `groups` documents with one of these names (without _id and members' details)."""
-        with phase("registry"):
+        with self._asking("groups"):
             docs = list(self.db()["groups"].find({"name": {"$in": names}}))
         result = []
         for doc in docs:

@@ -17,7 +17,9 @@ import pandas as pd
 import psycopg
 import sqlalchemy as sa
 from psycopg.types.json import Jsonb
+from pydantic import Field
 
+from carbon_pipeline.database_url import DatabaseUrl, DatabaseUrlError
 from carbon_pipeline.resources import binary_copy
 from carbon_pipeline.secrets import mask_secrets, mask_url
 from carbon_pipeline.tables import TableSpec
@@ -60,26 +62,41 @@ class WarehouseError(RuntimeError):
 
 
 def sqlalchemy_url(database_url: str) -> str:
-    """Accept postgres://, postgresql:// or postgresql+psycopg:// and use psycopg 3."""
-    scheme, sep, rest = database_url.partition("://")
-    if not sep or scheme not in ("postgres", "postgresql", "postgresql+psycopg"):
-        raise WarehouseError(
-            f"DATABASE_URL must be a postgresql:// URL, got {mask_url(database_url)!r}"
-        )
-    return f"postgresql+psycopg://{rest}"
+    """Accept postgres://, postgresql:// or postgresql+psycopg:// and use psycopg 3; the
+    password may hold any character (see database_url)."""
+    try:
+        url = DatabaseUrl.parse(database_url)
+    except DatabaseUrlError as exc:
+        raise WarehouseError(f"DATABASE_URL: {exc}") from None
+    return url.with_(scheme="postgresql+psycopg").render()
 
 
-_ENGINES: dict[str, sa.Engine] = {}
+_ENGINES: dict[tuple[str, str], sa.Engine] = {}
 
 
-def _engine(database_url: str) -> sa.Engine:
-    """One connection pool per database for the process."""
-    engine = _ENGINES.get(database_url)
+def session_options(
+    statement_seconds: float, lock_seconds: float, idle_in_transaction_seconds: float
+) -> str:
+    """libpq `options` for the pipeline's sessions: UTC, and bounded time (0: no bound)."""
+    return (
+        "-c timezone=UTC"
+        f" -c statement_timeout={int(statement_seconds * 1000)}"
+        f" -c lock_timeout={int(lock_seconds * 1000)}"
+        f" -c idle_in_transaction_session_timeout={int(idle_in_transaction_seconds * 1000)}"
+    )
+
+
+DEFAULT_SESSION_OPTIONS = session_options(1800, 600, 900)
+
+
+def _engine(database_url: str, options: str = DEFAULT_SESSION_OPTIONS) -> sa.Engine:
+    """One connection pool per database (and session settings) for the process."""
+    engine = _ENGINES.get((database_url, options))
     if engine is None:
-        engine = _ENGINES[database_url] = sa.create_engine(
+        engine = _ENGINES[(database_url, options)] = sa.create_engine(
             sqlalchemy_url(database_url),
             pool_pre_ping=True,
-            connect_args={"options": "-c timezone=UTC"},
+            connect_args={"options": options},
         )
     return engine
 
@@ -121,6 +138,30 @@ def describe_connection_error(exc: BaseException) -> str | None:
     if isinstance(exc, psycopg.OperationalError | sa.exc.ArgumentError):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return f"cannot use the database: {mask_secrets(first)} (check DATABASE_URL)"
+    return None
+
+
+def _limit_hit(exc: BaseException, warehouse: WarehouseResource) -> str | None:
+    """Which of the session's time limits an error is, in words, or None."""
+    error = getattr(exc, "orig", None) or exc
+    if isinstance(error, psycopg.errors.LockNotAvailable):
+        return (
+            f"it waited {warehouse.lock_timeout_seconds:g} s for a lock another session holds "
+            "(DATABASE_LOCK_TIMEOUT_SECONDS)"
+        )
+    if isinstance(error, psycopg.errors.QueryCanceled):
+        return (
+            f"it ran longer than {warehouse.statement_timeout_seconds:g} s "
+            "(DATABASE_STATEMENT_TIMEOUT_SECONDS)"
+        )
+    if isinstance(error, psycopg.errors.IdleInTransactionSessionTimeout) or (
+        "idle-in-transaction timeout" in str(error)
+    ):
+        return (
+            f"its transaction was idle longer than "
+            f"{warehouse.idle_in_transaction_timeout_seconds:g} s "
+            "(DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS)"
+        )
     return None
 
 
@@ -206,23 +247,79 @@ class WarehouseResource(dg.ConfigurableResource):
     """The PostgreSQL warehouse the pipeline writes and analysts read."""
 
     database_url: str
+    statement_timeout_seconds: float = Field(
+        default=1800.0, description="Longest one SQL statement may run [s]; 0: no limit."
+    )
+    lock_timeout_seconds: float = Field(
+        default=600.0, description="Longest a statement may wait for a lock [s]; 0: no limit."
+    )
+    idle_in_transaction_timeout_seconds: float = Field(
+        default=900.0,
+        description="Longest a transaction may stay open without a statement [s] (a window's "
+        "transaction stays open while the sources are asked: keep it above their timeouts).",
+    )
+    reporter_min_users: int | None = Field(
+        default=None,
+        description="carbon_reporter's minimum of distinct users an aggregate hour must have "
+        "to be shown on its own; None keeps the warehouse's (reporting_policy).",
+    )
 
     @property
     def engine(self) -> sa.Engine:
-        return _engine(self.database_url)
+        return _engine(
+            self.database_url,
+            session_options(
+                self.statement_timeout_seconds,
+                self.lock_timeout_seconds,
+                self.idle_in_transaction_timeout_seconds,
+            ),
+        )
 
     def migrate(self) -> list[str]:
-        return apply_migrations(self.engine)
+        applied = apply_migrations(self.engine)
+        self.apply_policy()
+        return applied
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Every run brings the schema up to date itself: a fresh database needs no manual step.
         _migrate_once(self.database_url)
+        self.apply_policy()
+
+    def apply_policy(self) -> None:
+        """Set the reporting role's disclosure policy (CARBON_REPORTER_MIN_USERS) if given."""
+        if self.reporter_min_users is None:
+            return
+        with self.connect() as conn:
+            conn.execute(
+                "UPDATE reporting_policy SET min_users = %s WHERE min_users <> %s",
+                (self.reporter_min_users, self.reporter_min_users),
+            )
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:
         """A raw psycopg connection from the pool, in a transaction committed on success."""
-        with self.engine.begin() as conn:
+        with self._bounded(), self.engine.begin() as conn:
             yield conn.connection.driver_connection
+
+    @contextmanager
+    def _bounded(self) -> Iterator[None]:
+        """Turn the session's time limits running out into one line naming the warehouse and
+        the setting."""
+        try:
+            yield
+        except (
+            psycopg.errors.LockNotAvailable,
+            psycopg.errors.QueryCanceled,
+            psycopg.errors.IdleInTransactionSessionTimeout,
+            sa.exc.OperationalError,
+        ) as exc:
+            limit = _limit_hit(exc, self)
+            if limit is None:
+                raise
+            raise WarehouseError(
+                f"the warehouse (PostgreSQL at {mask_url(self.database_url)}) stopped a "
+                f"statement: {limit}"
+            ) from exc
 
     def ensure_partitions(
         self, start: datetime, end: datetime, tables: Iterable[str], lock_names: Sequence[str] = ()
@@ -258,7 +355,7 @@ class WarehouseResource(dg.ConfigurableResource):
         lock_names = [f"write:{','.join(names)}:{month}" for month in months(start, end)]
         with phase("postgres_write"):
             self.ensure_partitions(start, end, names, lock_names)
-        with self.engine.connect() as sa_conn:
+        with self._bounded(), self.engine.connect() as sa_conn:
             transaction = sa_conn.begin()
             conn = sa_conn.connection.driver_connection
             try:
