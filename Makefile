@@ -35,10 +35,13 @@ demo-ui: setup
 ui: setup
 	$(BIN)/carbon-pipeline ui
 
-# The browser test drives Debian's Chromium with playwright-core (no browser download).
-/usr/bin/chromium:
-	apt-get install -y --no-install-recommends chromium || \
-	  (apt-get update && apt-get install -y --no-install-recommends chromium)
+# Debian packages the tests need, installed before the test workers start (each would
+# otherwise try at once). The browser test drives Chromium with playwright-core (no browser
+# download); the tests start their own Prometheus servers.
+APT_INSTALL = apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends
+/usr/bin/chromium /usr/bin/promtool: PACKAGE = $(if $(findstring chromium,$@),chromium,prometheus)
+/usr/bin/chromium /usr/bin/promtool:
+	$(APT_INSTALL) $(PACKAGE) || (apt-get update && $(APT_INSTALL) $(PACKAGE))
 
 $(UI_TESTS)/node_modules/playwright-core: $(UI_TESTS)/package.json $(UI_TESTS)/package-lock.json
 	cd $(UI_TESTS) && npm ci --no-audit --no-fund
@@ -49,18 +52,18 @@ $(UI_TESTS)/node_modules/playwright-core: $(UI_TESTS)/package.json $(UI_TESTS)/p
 TEST_WORKERS ?= 4
 PYTEST = pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
-test: setup /usr/bin/chromium $(UI_TESTS)/node_modules/playwright-core
+test: setup /usr/bin/chromium /usr/bin/promtool $(UI_TESTS)/node_modules/playwright-core
 	$(BIN)/$(PYTEST)
 
 # The benchmark's own test (its quick mode end to end), which CI runs after `make test`.
-test-bench: setup
+test-bench: setup /usr/bin/promtool
 	$(BIN)/pytest -n 2 -m bench carbon_pipeline_tests/test_bench.py
 
 # The suite on the newest releases pyproject.toml's ranges allow (today's pip install), or on
 # the oldest it names, each in its own environment; the lock and .venv stay as they are.
 test-newest: RESOLUTION = highest
 test-oldest: RESOLUTION = lowest-direct
-test-newest test-oldest: setup /usr/bin/chromium $(UI_TESTS)/node_modules/playwright-core
+test-newest test-oldest: setup /usr/bin/chromium /usr/bin/promtool $(UI_TESTS)/node_modules/playwright-core
 	@$(BIN)/uv venv --quiet --allow-existing --python $(PYTHON) .venv-$(RESOLUTION)
 	@$(BIN)/uv pip install --quiet --python .venv-$(RESOLUTION)/bin/python --upgrade \
 	  --resolution $(RESOLUTION) --group dev -e .
@@ -79,8 +82,8 @@ lint: setup
 	$(BIN)/ruff check carbon_pipeline carbon_pipeline_tests
 	$(BIN)/ruff format --check carbon_pipeline carbon_pipeline_tests
 
-bench: setup
+bench: setup /usr/bin/promtool
 	$(BIN)/python -m carbon_pipeline_tests.bench
 
-bench-quick: setup
+bench-quick: setup /usr/bin/promtool
 	$(BIN)/python -m carbon_pipeline_tests.bench --quick

@@ -10,6 +10,8 @@ import time
 
 import psycopg
 
+from carbon_pipeline.demo.apt import apt_install
+
 SOCKET_DIR = "/var/run/postgresql"
 CANDIDATES = (
     "postgresql://postgres@127.0.0.1:5432/postgres",
@@ -41,7 +43,12 @@ def _start_debian_cluster() -> None:
             raise PostgresSetupError(
                 "no PostgreSQL found and apt-get is unavailable: set DATABASE_URL"
             )
-        _run(["apt-get", "install", "-y", "--no-install-recommends", "postgresql"])
+        try:
+            apt_install("postgresql")
+        except subprocess.CalledProcessError as exc:
+            raise PostgresSetupError(
+                f"could not install Debian's postgresql package: {exc.stderr.strip()[-500:]}"
+            ) from exc
     versions = sorted(glob.glob("/etc/postgresql/*/main"))
     if not versions:
         raise PostgresSetupError("PostgreSQL is installed but has no cluster: set DATABASE_URL")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import requests
 
+from carbon_pipeline.demo.apt import apt_install
+
 PROMETHEUS_BIN = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL_BIN = shutil.which("promtool") or "/usr/bin/promtool"
 
@@ -24,12 +26,12 @@ def ensure_installed() -> None:
         return
     if shutil.which("apt-get") is None:
         raise PrometheusSetupError("prometheus is not installed and apt-get is unavailable")
-    subprocess.run(
-        ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-    )
+    try:
+        apt_install("prometheus")
+    except subprocess.CalledProcessError as exc:
+        raise PrometheusSetupError(
+            f"could not install Debian's prometheus package: {exc.stderr.strip()[-500:]}"
+        ) from exc
 
 
 def free_port() -> int:
