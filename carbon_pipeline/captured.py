@@ -4,7 +4,9 @@ warehouse already holds for a window.
 Prometheus forgets (retention), the Carbon Intensity API goes down: the stored host-hours and
 intensities are then the only copy. So a new answer only ever adds or corrects:
 - a host-hour the answer has replaces the stored one (a corrected Prometheus), except that an
-  implausible (quarantined) answer never replaces a plausible stored value;
+  implausible (quarantined) answer never replaces a plausible stored value, and an answer that
+  may be partial (Prometheus warned, or fewer cpus than stored) never replaces a stored one;
+- a host-hour with two label sets (relabelled mid-hour) is merged per label set;
 - a host-hour stored but missing from the answer is kept;
 - an hour's intensity is replaced only by one of the same or better provenance
   (actual > forecast > fallback; both half-hours > one).
@@ -41,6 +43,7 @@ class HostMerge:
     changed: int = 0  # stored plausible host-hours whose values the answer corrected
     kept_missing: int = 0  # stored host-hours the answer no longer has: kept
     kept_over_implausible: int = 0  # plausible stored values the answer gave as implausible
+    kept_over_partial: int = 0  # stored host-hours kept over an answer that may be partial
     deleted: int = 0  # stored host-hours deleted because replacement was asked for
 
     def add(self, other: HostMerge) -> None:
@@ -79,8 +82,16 @@ def merge_host_cpu(
     answered: pd.DataFrame,
     answered_rejected: pd.DataFrame,
     replace: bool = False,
+    partial: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame, HostMerge]:
-    """(plausible host-hours, quarantined host-hours, counts) to store for a window."""
+    """(plausible host-hours, quarantined host-hours, counts) to store for a window.
+
+    Merged per series, a host-hour under one label set (a host relabelled mid-hour has two):
+    an answered series replaces the stored series of the same label set, and the host-hour's
+    other stored series are kept; an answer that gives a host-hour a label set the record
+    lacks relabels it, replacing all its stored series. `partial` (Prometheus warned that its
+    answer may be partial) keeps every stored host-hour as it is and only adds new ones; a
+    series answered with fewer cpus than stored is partial too, and kept."""
     answer_keys = _keys(answered).union(_keys(answered_rejected))
     stored_keys = _keys(stored)
     counts = HostMerge(answered=len(answer_keys.unique()))
@@ -93,25 +104,53 @@ def merge_host_cpu(
     demoted = _keys(answered_rejected).isin(stored_keys)
     counts.kept_over_implausible = int(_keys(answered_rejected)[demoted].unique().size)
     answered_rejected = answered_rejected[~demoted]
-    replaced = _keys(answered).union(_keys(answered_rejected))
+    if partial:
+        counts.kept_over_partial = int(_keys(answered).unique().isin(stored_keys).sum())
+        answered = answered[~_keys(answered).isin(stored_keys)]
+    else:
+        answered, counts.kept_over_partial = _drop_fewer_cpus(answered, stored)
+    answered = _keep_stored_memory(answered, stored)
+    # Which stored series the answer replaces: those of its label sets, or all of a host-hour
+    # it relabels.
+    relabelled = _series(answered)[~_series(answered).isin(_series(stored))]
+    relabelled_hours = pd.MultiIndex.from_tuples([k[:2] for k in relabelled], names=HOST_HOUR)
+    replaced_series = _series(stored).isin(_series(answered)) | stored_keys.isin(relabelled_hours)
+    replaced_rejected = _keys(stored_rejected).isin(_keys(answered).union(_keys(answered_rejected)))
+    kept = stored[~replaced_series]
     counts.kept_missing = int((~all_stored.isin(answer_keys)).sum())
     answered_ok_keys = _keys(answered).unique()
     counts.added = int((~answered_ok_keys.isin(stored_keys)).sum())
     both = answered_ok_keys[answered_ok_keys.isin(stored_keys)]
-    # An answer without a host's memory size keeps the size stored for that host-hour.
-    answered = _keep_stored_memory(answered, stored)
     if len(both):
         counts.changed = count_changed(
-            answered[_keys(answered).isin(both)], stored[stored_keys.isin(both)]
+            pd.concat([answered, kept], ignore_index=True).pipe(lambda f: f[_keys(f).isin(both)]),
+            stored[stored_keys.isin(both)],
         )
-    plausible = pd.concat(
-        [answered, stored[~stored_keys.isin(replaced)]], ignore_index=True
-    ).sort_values(HOST_HOUR, ignore_index=True, kind="stable")
+    plausible = pd.concat([answered, kept], ignore_index=True).sort_values(
+        [*HOST_HOUR, *LABEL_SET], ignore_index=True, kind="stable"
+    )
     rejected = pd.concat(
-        [answered_rejected, stored_rejected[~_keys(stored_rejected).isin(replaced)]],
-        ignore_index=True,
+        [answered_rejected, stored_rejected[~replaced_rejected]], ignore_index=True
     )
     return plausible, rejected, counts
+
+
+def _series(frame: pd.DataFrame) -> pd.MultiIndex:
+    return pd.MultiIndex.from_frame(frame[[*HOST_HOUR, *LABEL_SET]])
+
+
+def _drop_fewer_cpus(answered: pd.DataFrame, stored: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The answer without the series it gave fewer cpus than the record holds (a partial
+    answer: some of the host's cpus had no samples), and how many host-hours that kept."""
+    if stored.empty or answered.empty:
+        return answered, 0
+    key = [*HOST_HOUR, *LABEL_SET]
+    cpus = answered[key].merge(stored[[*key, "cpu_count"]], on=key, how="left")["cpu_count"]
+    fewer = answered["cpu_count"].to_numpy(dtype=float) < cpus.to_numpy(
+        dtype=float, na_value=np.nan
+    )
+    kept = int(_keys(answered[fewer]).unique().size)
+    return answered[~fewer], kept
 
 
 def _keep_stored_memory(answered: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
@@ -175,6 +214,11 @@ def describe_host_merge(counts: HostMerge) -> list[str]:
         said.append(
             f"{counts.kept_over_implausible} stored host-hour(s) were answered with impossible "
             "numbers this time; their plausible stored values were kept"
+        )
+    if counts.kept_over_partial:
+        said.append(
+            f"{counts.kept_over_partial} stored host-hour(s) were kept over an answer that may "
+            "be partial (Prometheus warned, or gave fewer cpus than stored)"
         )
     if counts.changed:
         said.append(f"{counts.changed} stored host-hour(s) changed value in the answer: replaced")

@@ -12,11 +12,13 @@ The full footprint beside it (docs/methodology.md gives the sources of every fac
     embodied_gco2eq = server kgCO2e x 1000 x min(1, cpus / server threads) x up / lifetime h
     full_gco2eq   = busy + idle + memory + overhead + embodied gCO2eq (national grid)
     regional_gco2eq = full_kwh x the site's regional intensity (location-based, operational)
-A host-hour whose memory is unknown has an unknown full footprint (NULL, never 0).
+A host-hour whose memory is unknown has an unknown full footprint (NULL, never 0); one without
+a stored regional intensity (history from before migration 0008) an unknown regional_gco2eq.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 JOULES_PER_KWH = 3.6e6
@@ -41,6 +43,14 @@ FOOTPRINT_METRICS = [
 ]
 # Everything a scope sums: the seed's metrics, then the full footprint's.
 METRICS = SEED_METRICS + FOOTPRINT_METRICS
+# Beside a scope's sums, how many of its host-hours had each part of the footprint unknown:
+# {count column: the metric whose NULL it counts}.
+UNKNOWN_COUNTS = {
+    "footprint_unknown_hosts": "full_gco2eq",
+    "regional_unknown_hosts": "regional_gco2eq",
+}
+# Summed over the host-hours whose full footprint is known, so that they add up to full_*.
+_FULL_FOOTPRINT = [m for m in FOOTPRINT_METRICS if m != "regional_gco2eq"]
 FOOTPRINT_FACTORS = [
     "memory_gib",
     "memory_watts_per_gib",
@@ -108,7 +118,6 @@ def host_usage(
         validate="many_to_one",
     )
     _require(usage, "intensity_gco2eq_per_kwh", "carbon intensity")
-    _require(usage, "regional_intensity_gco2eq_per_kwh", "regional carbon intensity")
     busy, idle = usage["busy_cpu_seconds_total"], usage["idle_cpu_seconds_total"]
     usage["busy_kwh"] = usage["busy_watts_per_core"] * busy / JOULES_PER_KWH
     usage["idle_kwh"] = usage["idle_watts_per_core"] * idle / JOULES_PER_KWH
@@ -139,11 +148,18 @@ def host_usage(
 
 
 def sum_metrics(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Every metric summed per key. A footprint metric is NULL (NaN) where any of its
-    host-hours had it unknown: a missing value is never counted as 0."""
-    sums = frame.groupby(keys, as_index=False, sort=True)[METRICS].sum()
-    unknown = frame[FOOTPRINT_METRICS].isna()
-    if unknown.to_numpy().any():
-        flags = unknown.groupby([frame[k] for k in keys], sort=True).any().reset_index(drop=True)
-        sums[FOOTPRINT_METRICS] = sums[FOOTPRINT_METRICS].mask(flags.to_numpy())
-    return sums
+    """Every metric summed per key, with UNKNOWN_COUNTS. A footprint metric sums the
+    host-hours that know it (the full footprint's parts over the host-hours whose full
+    footprint is known, so that they add up) and is NULL (NaN) only where none does; the
+    counts say how many did not: a missing value is never counted as 0. Summing sums (a
+    frame that has the count columns already) adds their counts."""
+    values = frame[[*keys, *METRICS]].copy()
+    values.loc[frame["full_gco2eq"].isna().to_numpy(), _FULL_FOOTPRINT] = np.nan
+    for count, metric in UNKNOWN_COUNTS.items():
+        values[count] = frame[count] if count in frame else frame[metric].isna().astype("int64")
+    grouped = values.groupby(keys, as_index=False, sort=True)
+    sums = grouped[[*SEED_METRICS, *UNKNOWN_COUNTS]].sum()
+    sums[FOOTPRINT_METRICS] = (
+        grouped[FOOTPRINT_METRICS].sum(min_count=1)[FOOTPRINT_METRICS].to_numpy()
+    )
+    return sums[[*keys, *METRICS, *UNKNOWN_COUNTS]]

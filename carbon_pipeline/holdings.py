@@ -26,16 +26,20 @@ _answers_lock = threading.Lock()  # runs in threads of one process (tests) share
 
 
 def stored_sessions(warehouse: WarehouseResource, start: datetime, end: datetime) -> pd.DataFrame:
-    """Holdings stored in workspace_session that overlap [start, end), as intervals."""
+    """Holdings stored in workspace_session that overlap [start, end), as intervals, with
+    when the registry last showed each (last_seen, NaT if never recorded)."""
     frame = warehouse.read_frame(
         load_query("sessions_overlapping"),
         {"start": start, "end": end},
         dtype={"workspace_id": str, "hostname": str, "ext_user_id": str},
     )
-    for column in ("held_from", "held_until"):
+    for column in ("held_from", "held_until", "last_seen"):
         frame[column] = utc_ns(pd.to_datetime(frame.pop(f"{column}_epoch"), unit="s", utc=True))
+    frame["last_seen"] = frame["last_seen"].dt.round("us")  # a float epoch's noise
     frame["ext_user_id"] = frame["ext_user_id"].fillna(UNATTRIBUTED)
-    return frame[["workspace_id", "hostname", "ext_user_id", "held_from", "held_until"]]
+    return frame[
+        ["workspace_id", "hostname", "ext_user_id", "held_from", "held_until", "last_seen"]
+    ]
 
 
 def registry_answer(
@@ -65,11 +69,13 @@ def holdings(
     end: datetime,
     run_id: str,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """(workspace_id, hostname, ext_user_id, held_from, held_until) of every workspace that may
-    have held a host in [start, end): from the registry's documents (as the run `run_id`
-    first saw them), and from the stored sessions of workspaces the registry no longer has;
-    and the problems found in the registry's documents (each names the workspace and the
-    field)."""
+    """(workspace_id, hostname, ext_user_id, held_from, held_until, in_registry) of every
+    workspace that may have held a host in [start, end): from the registry's documents (as
+    the run `run_id` first saw them), and from the stored sessions of workspaces the registry
+    no longer has; and the problems found in the registry's documents (each names the
+    workspace and the field). A stored session still open when its workspace left the
+    registry ends when the registry last showed it: a deleted and purged workspace holds its
+    host no longer than that."""
     stored = stored_sessions(warehouse, start, end)
     workspaces, problems = registry_answer(
         registry, start, end, stored["workspace_id"].tolist(), run_id
@@ -81,9 +87,12 @@ def holdings(
             len(purged),
             ", ".join(purged["workspace_id"].head(5)),
         )
-    intervals = holding_intervals(workspaces)
+    intervals = holding_intervals(workspaces).assign(in_registry=True)
     if len(purged):
-        intervals = pd.concat([intervals, purged], ignore_index=True)
+        purged = purged.assign(
+            held_until=purged["held_until"].fillna(purged["last_seen"]), in_registry=False
+        )
+        intervals = pd.concat([intervals, purged.drop(columns="last_seen")], ignore_index=True)
     return intervals, problems
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.engines import pandas_engine
 
-from carbon_pipeline.energy import FOOTPRINT_METRICS, METRICS
+from carbon_pipeline.energy import FOOTPRINT_METRICS, METRICS, UNKNOWN_COUNTS
 from carbon_pipeline.intensity import MAX_PLAUSIBLE_INTENSITY, SOURCES
 
 UTC_NS = pandas_engine.DateTime(tz="UTC", unit="ns")
@@ -206,7 +206,16 @@ HOST_USAGE_SCHEMA = pa.DataFrameSchema(
             coerce=True,
             description="The site's GB region (Carbon Intensity API id).",
         ),
-        "regional_intensity_gco2eq_per_kwh": _intensity,
+        "regional_intensity_gco2eq_per_kwh": pa.Column(
+            float,
+            pa.Check.in_range(0, MAX_PLAUSIBLE_INTENSITY),
+            nullable=True,
+            coerce=True,
+            description=(
+                "The site's regional intensity of the hour [gCO2eq/kWh]; NULL where none is "
+                "stored (history from before migration 0008)."
+            ),
+        ),
     },
     checks=[_capacity_check],
     strict="filter",
@@ -220,6 +229,29 @@ SCOPE_KEY_DESCRIPTIONS = {
     "group_name": "Machine group: {cloud_project_name}_{machine_name}.",
     "ext_user_id": "User's platform_name; 'unattributed' for hours no workspace held.",
 }
+
+
+_UNKNOWN_COUNT_COLUMNS = {
+    "footprint_unknown_hosts": pa.Column(
+        "int64",
+        pa.Check.ge(0),
+        coerce=True,
+        description=(
+            "Host-hours of the row whose full footprint is unknown (no memory size): the "
+            "full_* and memory/overhead/embodied sums leave them out."
+        ),
+    ),
+    "regional_unknown_hosts": pa.Column(
+        "int64",
+        pa.Check.ge(0),
+        coerce=True,
+        description=(
+            "Host-hours of the row whose regional_gco2eq is unknown (no memory size, or no "
+            "regional intensity stored): regional_gco2eq leaves them out."
+        ),
+    ),
+}
+assert set(_UNKNOWN_COUNT_COLUMNS) == set(UNKNOWN_COUNTS)
 
 
 def scope_fact_schema(scope: str, keys: list[str]) -> pa.DataFrameSchema:
@@ -242,6 +274,7 @@ def scope_fact_schema(scope: str, keys: list[str]) -> pa.DataFrameSchema:
                     )
                 }
             ),
+            **_UNKNOWN_COUNT_COLUMNS,
         },
         strict="filter",
         name=f"fact_usage_{scope}",
@@ -256,6 +289,7 @@ WORKSPACE_FACT_SCHEMA = pa.DataFrameSchema(
         **{m: _metric(m) for m in METRICS},
         "intensity_gco2eq_per_kwh": _intensity,
         "intensity_source": _source,
+        **_UNKNOWN_COUNT_COLUMNS,
     },
     strict=False,
     name="fact_usage_workspace",

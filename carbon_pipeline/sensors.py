@@ -26,6 +26,16 @@ ORDER BY timestamp_utc
 """
 
 
+# Stored regional hours the API could not give (they took the national hour), likewise.
+REGIONAL_FALLBACK_HOURS = """
+SELECT extract(epoch FROM timestamp_utc)::bigint AS timestamp_epoch, region_id
+FROM carbon_intensity_regional_hourly
+WHERE intensity_source = 'fallback'
+  AND timestamp_utc >= %(since)s AND timestamp_utc < %(until)s
+ORDER BY region_id, timestamp_utc
+"""
+
+
 def consecutive_ranges(hours: list[pd.Timestamp]) -> list[tuple[datetime, datetime]]:
     """Sorted hour starts grouped into [start, end) runs of consecutive hours."""
     ranges: list[tuple[datetime, datetime]] = []
@@ -44,12 +54,14 @@ def improvable_hours(
     now: datetime,
     lookback_days: int,
 ) -> list[pd.Timestamp]:
-    """Stored hours marked forecast or fallback for which the API now has something better."""
+    """Stored hours marked forecast or fallback for which the API now has something better,
+    national or for a region of a site."""
     since = now - timedelta(days=lookback_days)
     until = now.replace(minute=0, second=0, microsecond=0)
+    regional = _improvable_regional_hours(warehouse, api, since, until)
     stored = warehouse.read_frame(ESTIMATED_HOURS, {"since": since, "until": until})
     if stored.empty:
-        return []
+        return regional
     stored["timestamp_utc"] = pd.to_datetime(stored["timestamp_epoch"], unit="s", utc=True)
     first = stored["timestamp_utc"].min().to_pydatetime()
     last = stored["timestamp_utc"].max().to_pydatetime() + HOUR
@@ -68,7 +80,24 @@ def improvable_hours(
             }
         )
     )
-    return sorted(merged.loc[now_rank < stored_rank, "timestamp_utc"])
+    return sorted(set(merged.loc[now_rank < stored_rank, "timestamp_utc"]) | set(regional))
+
+
+def _improvable_regional_hours(
+    warehouse: WarehouseResource, api: CarbonIntensityResource, since: datetime, until: datetime
+) -> list[pd.Timestamp]:
+    """Stored regional fallback hours for which the API now gives the region's intensity."""
+    stored = warehouse.read_frame(REGIONAL_FALLBACK_HOURS, {"since": since, "until": until})
+    hours: set[pd.Timestamp] = set()
+    for region_id, region in stored.groupby("region_id"):
+        times = pd.to_datetime(region["timestamp_epoch"], unit="s", utc=True)
+        first, last = times.min().to_pydatetime(), times.max().to_pydatetime() + HOUR
+        fresh = hourly_intensity(
+            api.periods(first, last, region_id=int(region_id)), first, last, on_missing="fallback"
+        )
+        given = fresh.loc[fresh["intensity_source"] != "fallback", "timestamp_utc"]
+        hours.update(set(times) & set(given))
+    return sorted(hours)
 
 
 @dg.sensor(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from carbon_pipeline.energy import METRICS
+from carbon_pipeline.energy import METRICS, UNKNOWN_COUNTS
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class TableSpec:
 
 
 _METRIC_COLUMNS = tuple((m, "float8") for m in METRICS)
+_UNKNOWN_COLUMNS = tuple((c, "int4") for c in UNKNOWN_COUNTS)
 _INTENSITY_COLUMNS = (("intensity_gco2eq_per_kwh", "float8"), ("intensity_source", "text"))
 
 CARBON_INTENSITY_HOURLY = TableSpec(
@@ -113,6 +114,7 @@ FACT_USAGE_WORKSPACE = TableSpec(
         ("timestamp_utc", "timestamptz"),
         *_METRIC_COLUMNS,
         *_INTENSITY_COLUMNS,
+        *_UNKNOWN_COLUMNS,
     ),
 )
 
@@ -133,6 +135,7 @@ SCOPE_FACTS = {
             *_METRIC_COLUMNS,
             *_INTENSITY_COLUMNS,
             *((("users", "int4"),) if scope != "user" else ()),
+            *_UNKNOWN_COLUMNS,
         ),
     )
     for scope, id_column in SCOPE_ID_COLUMNS.items()

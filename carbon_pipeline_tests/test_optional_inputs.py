@@ -19,15 +19,18 @@ from carbon_pipeline_tests import expected
 from carbon_pipeline_tests.conftest import cli, materialize_range, read_table
 from carbon_pipeline_tests.fleet_spec import WINDOW_END, WINDOW_START, build_fleet
 from carbon_pipeline_tests.test_record import UNREACHABLE, assert_record_same, record
+from carbon_pipeline_tests.test_warehouse import as_analyst, documented_queries
 
 # Which hosts keep their memory size (by normalised name) in each fleet.
-FLEETS = {"no host": set(), "some hosts": {"172.16.100.10", "172.16.100.11"}}
+# With "some hosts", project IDAaaS (.10, .11, .14) is fully known, the others are not.
+FLEETS = {"no host": set(), "some hosts": {"172.16.100.10", "172.16.100.11", "172.16.100.14"}}
 WINDOW = ("--start", "2025-03-03T00:00Z", "--end", "2025-03-05T00:00Z")
 HOST_HOURS = """
-SELECT f.timestamp_utc, i.hostname, f.busy_cpu_seconds_total, f.idle_cpu_seconds_total,
+SELECT f.timestamp_utc, i.hostname, p.cloud_project_name, f.busy_cpu_seconds_total, f.idle_cpu_seconds_total,
        f.busy_kwh, f.idle_kwh, f.busy_gco2eq, f.idle_gco2eq, f.memory_gib, f.memory_kwh,
        f.full_kwh, f.full_gco2eq, f.regional_gco2eq, f.embodied_gco2eq
 FROM fact_usage_instance f JOIN dim_instance i USING (instance_id)
+JOIN dim_project p USING (project_id)
 ORDER BY 1, 2
 """
 
@@ -96,10 +99,73 @@ def test_fleets_without_memory_sizes_backfill_rerun_and_rederive(
         assert materialize_range(unreachable, WINDOW_START, WINDOW_END, selection=stages).success
         assert_record_same(first, record(database_url))
 
-    # A scope-hour is as known as its host-hours (issue 19 refines this to known sums with a
-    # count of the unknown ones).
-    ada = read_table(database_url, "SELECT full_kwh FROM fact_usage_ada")
-    assert ada["full_kwh"].isna().all()
-    assert pd.notna(
-        read_table(database_url, "SELECT sum(busy_kwh) AS s FROM fact_usage_ada")["s"][0]
+    # A scope-hour sums the host-hours that know their full footprint and counts the others;
+    # unknown everywhere is NULL, never 0.
+    hosts["unknown"] = unknown.astype(int)
+    want = hosts.groupby("timestamp_utc").agg(
+        full_kwh=("full_kwh", lambda v: v.sum(min_count=1)),
+        unknown=("unknown", "sum"),
     )
+    ada = read_table(
+        database_url,
+        "SELECT full_kwh, footprint_unknown_hosts, regional_unknown_hosts "
+        "FROM fact_usage_ada ORDER BY timestamp_utc",
+    )
+    assert ada["footprint_unknown_hosts"].tolist() == want["unknown"].tolist()
+    assert ada["regional_unknown_hosts"].tolist() == want["unknown"].tolist()
+    assert np.allclose(
+        ada["full_kwh"].to_numpy(dtype=float),
+        want["full_kwh"].to_numpy(),
+        rtol=1e-9,
+        equal_nan=True,
+    )
+    assert ada["full_kwh"].isna().all() == (not with_memory)
+    total = read_table(
+        database_url,
+        "SELECT hours, full_kwh, footprint_unknown_hours, footprint_unknown_host_hours, "
+        "regional_unknown_hours FROM v_usage_total WHERE scope = 'ada'",
+    ).iloc[0]
+    assert (
+        total["hours"] == total["footprint_unknown_hours"] == total["regional_unknown_hours"] == 48
+    )
+    assert total["footprint_unknown_host_hours"] == unknown.sum()
+    known_kwh = hosts.loc[~unknown, "full_kwh"].sum()
+    assert (
+        pd.isna(total["full_kwh"])
+        if not with_memory
+        else total["full_kwh"] == pytest.approx(known_kwh, rel=1e-9)
+    )
+    # The heatmap and usage_between say so too, as of the window's end.
+    heat = as_analyst(
+        database_url,
+        "SELECT day, full_gco2eq, footprint_unknown_hours FROM v_usage_heatmap "
+        "WHERE scope = 'ada' AND hours > 0 ORDER BY day",
+        now="2025-03-05T00:00Z",
+    )
+    assert heat["footprint_unknown_hours"].tolist() == [24, 24]
+    known_by_day = hosts[~unknown].groupby(hosts["timestamp_utc"].dt.date)["full_gco2eq"].sum()
+    if with_memory:
+        assert heat["full_gco2eq"].to_numpy(dtype=float) == pytest.approx(
+            known_by_day.to_numpy(), rel=1e-9
+        )
+    else:
+        assert heat["full_gco2eq"].isna().all()  # not 0
+    between = as_analyst(
+        database_url,
+        "SELECT footprint_unknown_hours, footprint_unknown_host_hours FROM "
+        "usage_between('ada', '2025-03-03T00:00Z', '2025-03-05T00:00Z')",
+    ).iloc[0]
+    assert between.tolist() == [48, unknown.sum()]
+    # The guide's "what the full footprint adds" compares like with like: only IDAaaS is
+    # fully known, and its CPU-only and full footprints cover the same host-hours.
+    adds = as_analyst(database_url, documented_queries()["what_the_full_footprint_adds"])
+    idaaas = hosts[hosts["cloud_project_name"] == "IDAaaS"]
+    if with_memory:
+        assert adds["project"].tolist() == ["IDAaaS"] and adds["hours_compared"].tolist() == [48]
+        cpu = (idaaas["busy_gco2eq"] + idaaas["idle_gco2eq"]).sum()
+        assert adds["cpu_gco2eq"].iloc[0] == pytest.approx(cpu, rel=1e-9)
+        assert adds["full_over_cpu"].iloc[0] == pytest.approx(
+            idaaas["full_gco2eq"].sum() / cpu, rel=1e-9
+        )
+    else:
+        assert adds.empty

@@ -292,6 +292,48 @@ def test_an_answer_meets_the_record_as_numbers_with_unknowns_in_any_optional_col
     assert count_changed(same.astype({"cpu_count": "Int64"}), stored) == 0
 
 
+def test_a_partial_answer_never_replaces_and_two_label_sets_merge_per_label_set():
+    from carbon_pipeline.captured import merge_host_cpu
+
+    stored = host_hours(
+        [
+            (at(0), "a", "P", "M", 4, 100.0, 200.0),
+            (at(0), "b", "P", "M", 2, 10.0, 20.0),  # relabelled mid-hour: two series
+            (at(0), "b", "Q", "M", 2, 30.0, 40.0),
+        ]
+    )
+    none = stored.iloc[:0]
+    answer = host_hours(
+        [
+            (at(0), "a", "P", "M", 4, 50.0, 60.0),  # lower: part of the samples missing
+            (at(0), "b", "Q", "M", 2, 31.0, 40.0),  # one of b's series, corrected
+            (at(0), "c", "P", "M", 1, 1.0, 2.0),  # new
+        ]
+    )
+    # Prometheus warned: every stored host-hour is kept as it is, the new one is added.
+    kept, _, counts = merge_host_cpu(stored, none, answer, none, partial=True)
+    got = {(r.hostname, r.cloud_project_name): r.busy_cpu_seconds_total for r in kept.itertuples()}
+    assert got == {("a", "P"): 100.0, ("b", "P"): 10.0, ("b", "Q"): 30.0, ("c", "P"): 1.0}
+    assert (counts.kept_over_partial, counts.added, counts.changed) == (2, 1, 0)
+    # Without a warning: a's correction replaces it; b's answered series replaces its own
+    # label set and b's other series is kept.
+    kept, _, counts = merge_host_cpu(stored, none, answer, none)
+    got = {(r.hostname, r.cloud_project_name): r.busy_cpu_seconds_total for r in kept.itertuples()}
+    assert got == {("a", "P"): 50.0, ("b", "P"): 10.0, ("b", "Q"): 31.0, ("c", "P"): 1.0}
+    assert (counts.kept_over_partial, counts.changed, counts.kept_missing) == (0, 2, 0)
+    # Fewer cpus than stored is a partial answer for that series: the stored one is kept.
+    fewer = answer.assign(cpu_count=[3, 2, 1])
+    kept, _, counts = merge_host_cpu(stored, none, fewer, none)
+    assert kept.loc[kept["hostname"] == "a", "busy_cpu_seconds_total"].tolist() == [100.0]
+    assert counts.kept_over_partial == 1
+    # A label set the record lacks for a host-hour relabels it: its stored series go.
+    relabel = host_hours([(at(0), "b", "R", "M", 2, 40.0, 60.0)])
+    kept, _, counts = merge_host_cpu(stored, none, relabel, none)
+    b = kept[kept["hostname"] == "b"]
+    assert b["cloud_project_name"].tolist() == ["R"] and b["busy_cpu_seconds_total"].sum() == 40.0
+    assert counts.changed == 1 and len(kept) == 2
+
+
 def test_an_hours_intensity_is_only_replaced_by_as_good_or_better():
     from carbon_pipeline.captured import merge_intensity
 
@@ -600,7 +642,7 @@ def test_embodied_carbon_follows_ccf_amortisation():
     assert greener["embodied_gco2eq"] == pytest.approx(1e6 / 35064, rel=1e-12)
 
 
-def test_an_unknown_memory_makes_the_full_footprint_unknown_not_zero():
+def test_an_unknown_memory_is_left_out_of_a_scopes_full_footprint_and_counted():
     from carbon_pipeline.energy import host_usage, sum_metrics
 
     usage = host_usage(
@@ -628,5 +670,24 @@ def test_an_unknown_memory_makes_the_full_footprint_unknown_not_zero():
             intensity=100.0,
         )
     ).assign(hostname="k")
+    # A scope sums the host-hours that know their full footprint, all its parts over the same
+    # host-hours (the unknown one's embodied carbon is known but left out: full = its parts),
+    # and counts the unknown one; the seed's numbers sum both.
     summed = sum_metrics(pd.concat([usage, known]), ["timestamp_utc"]).iloc[0]
-    assert pd.isna(summed["full_kwh"]) and summed["busy_kwh"] == pytest.approx(2 * 0.012)
+    only_known = known.iloc[0]
+    for metric in ("memory_kwh", "overhead_kwh", "full_kwh", "embodied_gco2eq", "full_gco2eq"):
+        assert summed[metric] == pytest.approx(only_known[metric], rel=1e-12), metric
+    assert summed["full_gco2eq"] == pytest.approx(
+        summed[["busy_gco2eq", "idle_gco2eq"]].sum()
+        - usage["busy_gco2eq"].iloc[0]
+        - usage["idle_gco2eq"].iloc[0]
+        + summed[["memory_gco2eq", "overhead_gco2eq", "embodied_gco2eq"]].sum(),
+        rel=1e-12,
+    )
+    assert summed["busy_kwh"] == pytest.approx(2 * 0.012)
+    assert (summed["footprint_unknown_hosts"], summed["regional_unknown_hosts"]) == (1, 1)
+    # Nothing known: NULL, never 0; summing sums adds their counts.
+    alone = sum_metrics(usage, ["timestamp_utc"])
+    assert pd.isna(alone["full_kwh"].iloc[0]) and alone["footprint_unknown_hosts"].iloc[0] == 1
+    twice = sum_metrics(pd.concat([alone, alone]), ["timestamp_utc"]).iloc[0]
+    assert pd.isna(twice["full_kwh"]) and twice["footprint_unknown_hosts"] == 2

@@ -114,13 +114,8 @@ def usage_facts(
                 totals[key] += float(facts["ada"][key].sum())
             progress.chunk_done(chunk_start, chunk_end, rows)
     with phase("postgres_write"), warehouse.connect() as short:
-        # Totals over every hour stored, not increments: re-running a window changes nothing;
-        # each window's run recomputes them from what is committed, so the last one to finish
-        # leaves them complete.
-        short.execute(
-            load_query("workspace_totals"),
-            {"ids": sorted(sessions_touched), "start": start, "end": end},
-        )
+        corrected = _keep_sessions_right(short, window_intervals, datetime.now(UTC))
+        recompute_session_totals(short, sessions_touched | corrected, start, end)
     for problem in sorted(registry_problems):
         context.log.warning(f"registry: {problem}")
     return dg.MaterializeResult(
@@ -139,6 +134,55 @@ def usage_facts(
             freshness(warehouse),
         ],
     )
+
+
+def recompute_session_totals(conn, ids: set[int], start: datetime, end: datetime) -> None:
+    """Totals over every hour stored, not increments (re-running a window changes nothing),
+    of the sessions `ids` and of every session overlapping [start, end). The rows are locked
+    first and summed in a statement of its own: of two runs recomputing one session, the
+    second sums after the first committed, so neither run's hours go missing."""
+    params = {"ids": sorted(ids), "start": start, "end": end}
+    locked = [row[0] for row in conn.execute(load_query("workspace_totals_lock"), params)]
+    conn.execute(load_query("workspace_totals"), {"ids": locked})
+
+
+def _keep_sessions_right(conn, intervals: pd.DataFrame, now: datetime) -> set[int]:
+    """The registry's past kept right, for every stored session of the window's workspaces
+    (not only those overlapping a chunk): a session the registry shows takes its times as
+    corrected there, wherever they fall, and records that the registry showed it now; one
+    the registry no longer has and that was open ends when the registry last showed it. The
+    ids of the sessions whose times changed (their totals are recomputed)."""
+    shown = intervals[intervals["in_registry"]]
+    ended = intervals[~intervals["in_registry"] & intervals["held_until"].notna()]
+    rows = [
+        {"id": w, "started": f.to_pydatetime(), "ended": None if pd.isna(u) else u.to_pydatetime()}
+        for w, f, u in shown[["workspace_id", "held_from", "held_until"]].itertuples(index=False)
+    ]
+    changed: set[int] = set()
+    with conn.cursor() as cur:
+        for row in sorted(rows, key=lambda r: r["id"]):
+            cur.execute(
+                "UPDATE workspace_session SET started_at = %(started)s, ended_at = %(ended)s "
+                "WHERE workspace_ext_id = %(id)s "
+                "AND (started_at, ended_at) IS DISTINCT FROM (%(started)s, %(ended)s) "
+                "RETURNING workspace_session_id",
+                row,
+            )
+            changed.update(r[0] for r in cur.fetchall())
+        cur.execute(
+            "UPDATE workspace_session SET last_seen_at = %(now)s "
+            "WHERE workspace_ext_id = ANY(%(ids)s) "
+            "AND (last_seen_at IS NULL OR last_seen_at < %(now)s)",
+            {"now": now, "ids": sorted(shown["workspace_id"])},
+        )
+        for w, until in sorted(ended[["workspace_id", "held_until"]].itertuples(index=False)):
+            cur.execute(
+                "UPDATE workspace_session SET ended_at = %s WHERE workspace_ext_id = %s "
+                "AND ended_at IS NULL RETURNING workspace_session_id",
+                (until.to_pydatetime(), w),
+            )
+            changed.update(r[0] for r in cur.fetchall())
+    return changed
 
 
 def freshness(warehouse: WarehouseResource) -> dg.AssetCheckResult:

@@ -1,6 +1,7 @@
 """Source stage: what Prometheus and the Carbon Intensity API say, per hour, in Postgres."""
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from carbon_pipeline.assets.common import (
@@ -116,9 +117,14 @@ def host_cpu_seconds(
                 "host_cpu_rejected_window", chunk_start, chunk_end
             )
             with phase("transform"):
-                answer, answer_rejected = split_implausible(answer.frame)
+                answered, answer_rejected = split_implausible(answer.frame)
                 frame, rejected, counts = merge_host_cpu(
-                    stored, stored_rejected, answer, answer_rejected, replace=replace
+                    stored,
+                    stored_rejected,
+                    answered,
+                    answer_rejected,
+                    replace=replace,
+                    partial=bool(answer.warnings),
                 )
                 frame = validate(HOST_CPU_SCHEMA, frame)
                 coverage.reported(frame)
@@ -182,6 +188,7 @@ def host_cpu_seconds(
                     "changed_host_hours": merged.changed,
                     "kept_host_hours": merged.kept_missing,
                     "kept_over_implausible": merged.kept_over_implausible,
+                    "kept_over_partial": merged.kept_over_partial,
                     "deleted_host_hours": merged.deleted,
                     "examples": describe_gaps(gaps) if len(gaps) else "",
                 },
@@ -223,7 +230,7 @@ def carbon_intensity(
     only ever replaced by one of the same or better provenance. Beside it, the intensity of
     the GB region of every site (`carbon_intensity_regional_hourly`; the API publishes
     forecasts only), for the location-based footprint; a regional hour the API cannot give
-    takes the national hour's intensity, flagged fallback."""
+    takes the stored national hour's intensity, flagged fallback."""
     start, end = window(context)
     api = carbon_intensity_api
     progress = Progress(context, start, end)
@@ -242,7 +249,7 @@ def carbon_intensity(
             glitch_min_forecast=api.glitch_min_forecast,
         )
         answered = validate(INTENSITY_SCHEMA, answered)
-    regional_answers = _regional_answers(context, api, sites.region_ids(), answered, start, end)
+    regional_answers = _regional_answers(context, api, sites.region_ids(), start, end)
     tables = [CARBON_INTENSITY_HOURLY, CARBON_INTENSITY_REGIONAL_HOURLY]
     with warehouse.replace_window(start, end, tables) as writer:
         # Provenance only improves: a stored actual is never replaced by a forecast or the
@@ -253,6 +260,7 @@ def carbon_intensity(
             hours, merged = merge_intensity(stored, answered)
             regional = [stored_regional[~stored_regional["region_id"].isin(regional_answers)]]
             for region_id, region_hours in regional_answers.items():
+                region_hours = _fallback_to_national(region_hours, hours)
                 kept, _ = merge_intensity(
                     stored_regional[stored_regional["region_id"] == region_id], region_hours
                 )
@@ -322,12 +330,11 @@ def _regional_answers(
     context: dg.AssetExecutionContext,
     api: CarbonIntensityResource,
     region_ids: list[int],
-    national: pd.DataFrame,
     start,
     end,
 ) -> dict[int, pd.DataFrame]:
-    """{region_id: its hours}, each hour the API could not give taking the national hour's
-    intensity, flagged fallback."""
+    """{region_id: its hours}, as the API gave them (hours it could not give flagged
+    fallback, their intensity filled by _fallback_to_national)."""
     answers = {}
     for region_id in region_ids:
         periods, errors = api.fetch_periods(start, end, region_id=region_id)
@@ -337,9 +344,19 @@ def _regional_answers(
             context.log.warning(f"{error}; its hours take the national intensity (fallback)")
         with phase("transform"):
             hours = hourly_intensity(periods, start, end, on_missing="fallback")
-            missing = (hours["intensity_source"] == "fallback").to_numpy()
-            hours.loc[missing, "intensity_gco2eq_per_kwh"] = national.loc[
-                missing, "intensity_gco2eq_per_kwh"
-            ].to_numpy()
             answers[region_id] = hours.assign(region_id=region_id)[REGIONAL_INTENSITY_COLUMNS]
     return answers
+
+
+def _fallback_to_national(region_hours: pd.DataFrame, national: pd.DataFrame) -> pd.DataFrame:
+    """A regional hour the API could not give takes the national hour as stored (merged: an
+    actual kept over today's forecast or fallback), flagged fallback; the actuals sensor
+    re-checks such hours."""
+    fallback = (region_hours["intensity_source"] == "fallback").to_numpy()
+    stored = national.set_index("timestamp_utc")["intensity_gco2eq_per_kwh"]
+    filled = region_hours["timestamp_utc"].map(stored).to_numpy()
+    return region_hours.assign(
+        intensity_gco2eq_per_kwh=np.where(
+            fallback, filled, region_hours["intensity_gco2eq_per_kwh"]
+        )
+    )

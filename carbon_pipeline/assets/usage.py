@@ -52,7 +52,7 @@ def host_usage(
     totals = dict.fromkeys(
         ("busy_kwh", "idle_kwh", "busy_gco2eq", "idle_gco2eq", "full_kwh", "full_gco2eq"), 0.0
     )
-    unknown_memory = 0
+    unknown_memory = unknown_regional = 0
     chunk_hours = settings.chunk_hours_for(warehouse.hosts_in_window(start, end))
     with warehouse.replace_window(start, end, [FACT_USAGE_INSTANCE]) as writer:
         for chunk_start, chunk_end in chunks(start, end, chunk_hours):
@@ -70,6 +70,7 @@ def host_usage(
                 usage = compute_host_usage(cpu, intensity, model, regional)
                 usage = validate(HOST_USAGE_SCHEMA, usage)
                 unknown_memory += int(usage["memory_gib"].isna().sum())
+                unknown_regional += int(usage["regional_intensity_gco2eq_per_kwh"].isna().sum())
             with warehouse.connect() as short:  # its own short transaction
                 rows = _with_dimension_ids(short, usage)
             writer.copy(FACT_USAGE_INSTANCE.name, rows)
@@ -81,11 +82,18 @@ def host_usage(
             f"{unknown_memory} host-hour(s) have no memory size from Prometheus "
             "(node_memory_MemTotal_bytes): their full footprint is unknown (NULL), never 0"
         )
+    if unknown_regional:
+        context.log.warning(
+            f"{unknown_regional} host-hour(s) have no regional intensity stored (history from "
+            "before migration 0008): their regional_gco2eq is unknown (NULL); materialise "
+            "carbon_intensity for those hours to fill it"
+        )
     return dg.MaterializeResult(
         metadata={
             **progress.finish(),
             **{f"total_{k}": v for k, v in totals.items()},
             "host_hours_without_memory": unknown_memory,
+            "host_hours_without_regional_intensity": unknown_regional,
         }
     )
 

@@ -91,10 +91,10 @@ class CarbonIntensityResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._budget.start(self.run_timeout_seconds)
 
-    def periods(self, start: datetime, end: datetime) -> pd.DataFrame:
+    def periods(self, start: datetime, end: datetime, region_id: int | None = None) -> pd.DataFrame:
         """Every half-hour period starting in [start, end), one row each, sorted; raises
         CarbonIntensityError if any request fails."""
-        periods, errors = self.fetch_periods(start, end)
+        periods, errors = self.fetch_periods(start, end, region_id=region_id)
         if errors:
             raise errors[0]
         return periods

@@ -4,7 +4,8 @@ SELECT
   s.hostname,
   u.ext_user_id,
   extract(epoch FROM s.started_at) AS held_from_epoch,
-  extract(epoch FROM s.ended_at) AS held_until_epoch
+  extract(epoch FROM s.ended_at) AS held_until_epoch,
+  extract(epoch FROM s.last_seen_at) AS last_seen_epoch
 FROM workspace_session s
 LEFT JOIN dim_user u USING (user_id)
 WHERE s.workspace_ext_id IS NOT NULL AND s.hostname IS NOT NULL

@@ -1,11 +1,7 @@
--- Recompute what sessions accumulated, from every hour stored for them: the sessions %(ids)s
--- written now, and every session whose time overlaps the window [%(start)s, %(end)s) (a
--- workspace gone from the registry, or moved, lost its hours of the window).
+-- Recompute what the sessions %(ids)s accumulated, from every hour stored for them (locked
+-- first by workspace_totals_lock.sql, in the same transaction).
 WITH sessions AS (
   SELECT unnest(%(ids)s::bigint[]) AS id
-  UNION
-  SELECT workspace_session_id FROM workspace_session
-  WHERE started_at < %(end)s AND (ended_at IS NULL OR ended_at > %(start)s)
 ),
 sums AS (
   SELECT s.id,
