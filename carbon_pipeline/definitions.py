@@ -7,6 +7,12 @@ import dagster as dg
 from carbon_pipeline.assets.facts import usage_facts
 from carbon_pipeline.assets.sources import carbon_intensity, host_cpu_seconds
 from carbon_pipeline.assets.usage import host_usage
+from carbon_pipeline.automation import (
+    catch_up_sensor,
+    freshness_job,
+    freshness_schedule,
+    usage_facts_freshness,
+)
 from carbon_pipeline.config import env, env_choice, env_float, env_int, env_list, env_string_map
 from carbon_pipeline.resources import (
     CarbonIntensityResource,
@@ -23,6 +29,8 @@ from carbon_pipeline.schedules import hourly_job, hourly_schedule
 from carbon_pipeline.sensors import intensity_actuals_sensor
 
 ASSETS = [host_cpu_seconds, carbon_intensity, host_usage, usage_facts]
+# Checks defined apart from their asset (evaluated by its runs and on their own schedule).
+CHECKS = [usage_facts_freshness]
 
 
 def resources_from_env() -> dict[str, dg.ConfigurableResource]:
@@ -91,10 +99,11 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
 
 defs = dg.Definitions(
     assets=ASSETS,
+    asset_checks=CHECKS,
     # The stages run one after another and share one process: no per-step process start-up.
     executor=dg.in_process_executor,
-    jobs=[hourly_job],
-    schedules=[hourly_schedule()],
-    sensors=[intensity_actuals_sensor],
+    jobs=[hourly_job, freshness_job],
+    schedules=[hourly_schedule(), freshness_schedule],
+    sensors=[intensity_actuals_sensor, catch_up_sensor],
     resources=resources_from_env(),
 )

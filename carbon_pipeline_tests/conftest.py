@@ -21,7 +21,7 @@ os.environ.setdefault("CARBON_PIPELINE_START", "2023-01-01T00:00Z")
 os.environ.setdefault("CARBON_PIPELINE_ASSET_RETRIES", "1")
 os.environ.setdefault("CARBON_PIPELINE_ASSET_RETRY_DELAY_SECONDS", "0")
 
-from carbon_pipeline.definitions import ASSETS
+from carbon_pipeline.definitions import ASSETS, CHECKS
 from carbon_pipeline.demo import postgres
 from carbon_pipeline.demo.intensity_server import IntensityServer, synthetic_periods
 from carbon_pipeline.demo.loader import load_history, write_registry_seed
@@ -177,7 +177,7 @@ def resources(database_url, prometheus, intensity_server, registry_seed) -> dict
 def materialize_range(resources: dict, start: datetime, end: datetime, **kwargs):
     """Every asset over [start, end) in one in-process run."""
     return dg.materialize(
-        ASSETS,
+        [*ASSETS, *CHECKS],
         resources=resources,
         instance=kwargs.pop("instance", None) or dg.DagsterInstance.ephemeral(),
         tags=range_tags(start, end),

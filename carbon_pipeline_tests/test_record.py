@@ -346,16 +346,19 @@ def test_hosts_missing_for_hours_are_gaps_not_zeros(resources, database_url, sil
     # What an analyst sees: partial hours, and how many host-hours are missing on the day.
     coverage_view = read_table(
         database_url,
-        "SELECT timestamp_utc, hosts_reported, hosts_missing, coverage FROM v_coverage_hourly ORDER BY 1",
+        "SELECT timestamp_utc, hosts_reported, hosts_missing, coverage FROM v_coverage_hourly "
+        "WHERE timestamp_utc >= %s AND timestamp_utc < %s ORDER BY 1",
+        (start, end),
     )
     partial = coverage_view[coverage_view["coverage"] == "partial"]
     assert pd.to_datetime(partial["timestamp_utc"]).dt.hour.tolist() == [10, 11, 12]
     assert partial["hosts_missing"].tolist() == [2, 2, 2]
     assert partial["hosts_reported"].tolist() == [1, 1, 1]
-    day = read_table(database_url, "SELECT * FROM v_coverage_daily")
+    # The calendar's whole day: the 12 hours outside the range were never run.
+    day = read_table(database_url, "SELECT * FROM v_coverage_daily WHERE day = %s", (start.date(),))
     assert day[
-        ["hours", "hours_complete", "hours_partial", "host_hours_missing"]
-    ].values.tolist() == [[12, 9, 3, 6]]
+        ["hours", "hours_complete", "hours_partial", "host_hours_missing", "hours_not_run"]
+    ].values.tolist() == [[24, 9, 3, 6, 12]]
 
 
 # ---- the Carbon Intensity API down ------------------------------------------------------

@@ -305,16 +305,26 @@ def check_national_vs_regional(got, host, fleet):
 
 
 def check_no_usage_or_no_data(got, host, fleet):
+    # The days of the last week up to 2025-03-05: four never run, then the two it holds.
     # Erin's workspace holds host .99 all along, which never reported: one host missing in
     # every hour; every other host that was up reported.
     per_day = host.groupby(host["timestamp_utc"].dt.date)["total_kwh"].sum()
+    assert [str(d) for d in got["day"]] == [f"2025-02-{d}" for d in (27, 28)] + [
+        f"2025-03-0{d}" for d in (1, 2, 3, 4)
+    ]
+    never_run = got.iloc[:4]
+    assert (
+        never_run[["total_kwh", "hours", "hours_not_run", "hours_complete"]].values.tolist()
+        == [[0, 24, 24, 0]] * 4
+    )
+    got = got.iloc[4:]
     assert got["day"].tolist() == list(per_day.index)
     assert got["total_kwh"].to_numpy(dtype=float) == pytest.approx(per_day.to_numpy(), rel=REL)
     assert got[
-        ["hours", "hours_complete", "hours_partial", "hours_without_data"]
+        ["hours", "hours_complete", "hours_partial", "hours_without_data", "hours_not_run"]
     ].values.tolist() == [
-        [24, 0, 24, 0],
-        [24, 0, 24, 0],
+        [24, 0, 24, 0, 0],
+        [24, 0, 24, 0, 0],
     ]
     assert got["host_hours_missing"].tolist() == [24, 24]
 
@@ -327,7 +337,7 @@ CHECKS = {
     "my_carbon_in_miles": (None, check_my_carbon_in_miles),
     "idle_workspaces": ("2025-03-05T00:00Z", check_idle_workspaces),
     "project_by_month": (None, check_project_by_month),
-    "no_usage_or_no_data": (None, check_no_usage_or_no_data),
+    "no_usage_or_no_data": ("2025-03-05T00:00Z", check_no_usage_or_no_data),
     "full_footprint_this_year": ("2025-06-01T00:00Z", check_full_footprint_this_year),
     "what_the_full_footprint_adds": (None, check_what_the_full_footprint_adds),
     "national_vs_regional": (None, check_national_vs_regional),

@@ -12,6 +12,7 @@ from pandera.errors import SchemaError, SchemaErrors
 
 from carbon_pipeline import timing
 from carbon_pipeline.attribution import GroupNameError
+from carbon_pipeline.automation import catch_up_condition
 from carbon_pipeline.config import ConfigError
 from carbon_pipeline.energy import MissingInputError
 from carbon_pipeline.intensity import MissingIntensityError
@@ -29,6 +30,7 @@ STAGE_DEFAULTS = {
     "backfill_policy": backfill_policy,
     "retry_policy": asset_retry_policy(),
     "owners": ["team:ada-carbon"],
+    "automation_condition": catch_up_condition(),
 }
 
 
@@ -59,19 +61,42 @@ def bad_input_fails_at_once(body: Callable) -> Callable:
     """An asset body whose input is wrong (configuration, registry documents, a frame that
     fails its schema, an upstream stage not run) fails at once, naming what was wrong: the
     retry policy is for transient faults (a source down, a lost connection), and retrying a
-    deterministic error only delays the message."""
+    deterministic error only delays the message. Every failure of the window is recorded in
+    the warehouse's window_failures, so that its hours show as failed, not as not run."""
 
     @functools.wraps(body)
-    def guarded(*args, **kwargs):
+    def guarded(context: dg.AssetExecutionContext, *args, **kwargs):
         try:
-            return body(*args, **kwargs)
+            return body(context, *args, **kwargs)
         except INPUT_ERRORS as exc:
+            _record_failure(context, kwargs.get("warehouse"), exc)
             raise dg.Failure(
                 description=f"{type(exc).__name__}: {mask_secrets(str(exc))[:4000]}",
                 allow_retries=False,
             ) from exc
+        except Exception as exc:
+            _record_failure(context, kwargs.get("warehouse"), exc)
+            raise
 
     return guarded
+
+
+def _record_failure(context: dg.AssetExecutionContext, warehouse, exc: Exception) -> None:
+    """The window's failure, for the coverage views (a retry that succeeds leaves data, which
+    the views show instead). Recording never hides the run's own error."""
+    if warehouse is None:
+        return
+    try:
+        start, end = window(context)
+        warehouse.record_failure(
+            context.run_id,
+            context.asset_key.to_user_string(),
+            start,
+            end,
+            f"{type(exc).__name__}: {exc}",
+        )
+    except Exception as recording:  # noqa: BLE001 - the warehouse may be what failed
+        context.log.warning(f"could not record the failure in the warehouse: {recording}")
 
 
 def window(context: dg.AssetExecutionContext) -> tuple[datetime, datetime]:

@@ -16,8 +16,7 @@ from carbon_pipeline.attribution import (
     scope_facts,
     workspace_usage,
 )
-from carbon_pipeline.checks import CONSERVATION, FRESHNESS, conservation_gaps
-from carbon_pipeline.config import env_float
+from carbon_pipeline.checks import CONSERVATION, conservation_gaps
 from carbon_pipeline.holdings import holdings, overlapping
 from carbon_pipeline.resources import PipelineSettings, RegistryResource, WarehouseResource
 from carbon_pipeline.resources.warehouse import dimension_ids, ids_of, load_query
@@ -43,14 +42,6 @@ from carbon_pipeline.timing import phase
             asset="usage_facts",
             description=(
                 "For every hour: sum over projects = machines = groups = users (with unattributed) = ada."
-            ),
-        ),
-        dg.AssetCheckSpec(
-            FRESHNESS,
-            asset="usage_facts",
-            description=(
-                "The newest hour in fact_usage_ada is at most CARBON_PIPELINE_FRESHNESS_HOURS "
-                "(default 3) hours old."
             ),
         ),
     ],
@@ -131,7 +122,6 @@ def usage_facts(
                 passed=worst_gap <= 1e-6,
                 metadata={"largest_relative_gap": worst_gap},
             ),
-            freshness(warehouse),
         ],
     )
 
@@ -183,25 +173,6 @@ def _keep_sessions_right(conn, intervals: pd.DataFrame, now: datetime) -> set[in
             )
             changed.update(r[0] for r in cur.fetchall())
     return changed
-
-
-def freshness(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """Whether the newest hour the facts hold is recent (a backfill of history fails it,
-    as it should: the warehouse is not up to date)."""
-    limit_hours = env_float("CARBON_PIPELINE_FRESHNESS_HOURS", 3.0, minimum=0)
-    with warehouse.connect() as conn:
-        (newest,) = conn.execute("SELECT max(timestamp_utc) FROM fact_usage_ada").fetchone()
-    age = (datetime.now(UTC) - newest).total_seconds() / 3600 if newest else float("inf")
-    return dg.AssetCheckResult(
-        check_name=FRESHNESS,
-        passed=age <= limit_hours,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "newest_hour": newest.isoformat() if newest else "none",
-            "age_hours": round(age, 2),
-            "limit_hours": limit_hours,
-        },
-    )
 
 
 def _dimension_ids(conn, registry: RegistryResource, facts, intervals) -> dict[str, dict]:

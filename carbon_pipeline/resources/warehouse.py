@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 from pydantic import Field
 
 from carbon_pipeline.database_url import DatabaseUrl, DatabaseUrlError
+from carbon_pipeline.partitions import PIPELINE_START
 from carbon_pipeline.resources import binary_copy
 from carbon_pipeline.secrets import mask_secrets, mask_url
 from carbon_pipeline.tables import TableSpec
@@ -284,6 +285,31 @@ class WarehouseResource(dg.ConfigurableResource):
         # Every run brings the schema up to date itself: a fresh database needs no manual step.
         _migrate_once(self.database_url)
         self.apply_policy()
+        self.record_calendar_start(PIPELINE_START)
+
+    def record_calendar_start(self, start: datetime) -> None:
+        """Where the pipeline's calendar starts (CARBON_PIPELINE_START): the coverage views
+        account for every hour from it."""
+        with self.connect() as conn:
+            conn.execute(
+                "INSERT INTO pipeline_calendar (start_utc) VALUES (%(start)s) "
+                "ON CONFLICT (singleton) DO UPDATE SET start_utc = EXCLUDED.start_utc "
+                "WHERE pipeline_calendar.start_utc <> EXCLUDED.start_utc",
+                {"start": start},
+            )
+
+    def record_failure(
+        self, run_id: str, asset: str, start: datetime, end: datetime, error: str
+    ) -> None:
+        """A run failed on the window [start, end): shown as `failed` (with the run) in the
+        coverage views for the hours that hold no data."""
+        with self.connect() as conn:
+            conn.execute(
+                "INSERT INTO window_failures (run_id, asset, start_utc, end_utc, error) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id, asset, start_utc) "
+                "DO UPDATE SET failed_at = now(), error = EXCLUDED.error, end_utc = EXCLUDED.end_utc",
+                (run_id, asset, start, end, mask_secrets(error)[:2000]),
+            )
 
     def apply_policy(self) -> None:
         """Set the reporting role's disclosure policy (CARBON_REPORTER_MIN_USERS) if given."""

@@ -425,3 +425,120 @@ BEGIN
   END LOOP;
 END
 $$;
+
+-- ========== every hour accounted for ==========
+-- The pipeline's calendar (CARBON_PIPELINE_START, recorded by every run of host_cpu_seconds)
+-- and the windows whose runs failed: the coverage views list every hour from the start to
+-- the last closed hour, those never materialised as `not run`, those whose last run failed
+-- as `failed` with the run.
+CREATE TABLE public.pipeline_calendar (
+  singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+  start_utc TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE public.window_failures (
+  run_id    TEXT NOT NULL,
+  asset     TEXT NOT NULL,
+  start_utc TIMESTAMPTZ NOT NULL,
+  end_utc   TIMESTAMPTZ NOT NULL,
+  failed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  error     TEXT NOT NULL,
+  PRIMARY KEY (run_id, asset, start_utc),
+  CHECK (end_utc > start_utc)
+);
+CREATE INDEX window_failures_window ON public.window_failures (start_utc, end_utc);
+
+CREATE OR REPLACE VIEW v_coverage_hourly AS
+WITH recorded AS (
+  SELECT r.timestamp_utc,
+         count(DISTINCT r.hostname) FILTER (WHERE r.kind = 'reported') AS hosts_reported,
+         count(DISTINCT r.hostname) FILTER (WHERE r.kind = 'rejected') AS hosts_rejected,
+         count(*) FILTER (WHERE r.kind = 'missing')                    AS hosts_missing,
+         string_agg(DISTINCT r.reason, '; ')                           AS gap_reasons,
+         CASE WHEN count(*) FILTER (WHERE r.kind = 'reported') = 0 THEN 'no data'
+              WHEN count(*) FILTER (WHERE r.kind <> 'reported') > 0 THEN 'partial'
+              ELSE 'complete' END                                      AS coverage
+  FROM (
+    SELECT timestamp_utc, hostname, 'reported'::text AS kind, NULL::text AS reason
+    FROM public.host_cpu_hourly
+    UNION ALL
+    SELECT timestamp_utc, hostname, 'rejected', 'quarantined: ' || reason FROM public.host_cpu_rejected
+    UNION ALL
+    SELECT timestamp_utc, hostname, CASE WHEN hostname = '*' THEN 'hour' ELSE 'missing' END, reason
+    FROM public.host_cpu_gaps
+  ) r
+  GROUP BY r.timestamp_utc
+),
+bounds AS (
+  SELECT least((SELECT start_utc FROM public.pipeline_calendar), min(timestamp_utc)) AS first_hour,
+         greatest(date_trunc('hour', public.reporting_now()) - interval '1 hour', max(timestamp_utc)) AS last_hour
+  FROM recorded
+),
+calendar AS (
+  SELECT generate_series(b.first_hour, b.last_hour, interval '1 hour') AS timestamp_utc FROM bounds b
+)
+SELECT c.timestamp_utc,
+       coalesce(r.hosts_reported, 0) AS hosts_reported,
+       coalesce(r.hosts_rejected, 0) AS hosts_rejected,
+       coalesce(r.hosts_missing, 0)  AS hosts_missing,
+       coalesce(r.gap_reasons, f.error) AS gap_reasons,
+       coalesce(r.coverage, CASE WHEN f.run_id IS NULL THEN 'not run' ELSE 'failed' END) AS coverage,
+       f.run_id AS failed_run_id
+FROM calendar c
+LEFT JOIN recorded r USING (timestamp_utc)
+LEFT JOIN LATERAL (
+  SELECT w.run_id, w.asset || ' failed: ' || w.error AS error
+  FROM public.window_failures w
+  WHERE r.timestamp_utc IS NULL AND w.start_utc <= c.timestamp_utc AND w.end_utc > c.timestamp_utc
+  ORDER BY w.failed_at DESC
+  LIMIT 1
+) f ON TRUE;
+
+CREATE OR REPLACE VIEW v_coverage_daily AS
+SELECT (timestamp_utc AT TIME ZONE 'UTC')::date              AS day,
+       count(*)                                             AS hours,
+       count(*) FILTER (WHERE coverage = 'complete')        AS hours_complete,
+       count(*) FILTER (WHERE coverage = 'partial')         AS hours_partial,
+       count(*) FILTER (WHERE coverage = 'no data')         AS hours_without_data,
+       sum(hosts_reported)                                  AS host_hours_reported,
+       sum(hosts_rejected)                                  AS host_hours_rejected,
+       sum(hosts_missing)                                   AS host_hours_missing,
+       count(*) FILTER (WHERE coverage = 'not run')         AS hours_not_run,
+       count(*) FILTER (WHERE coverage = 'failed')          AS hours_failed
+FROM v_coverage_hourly
+GROUP BY 1;
+
+GRANT SELECT ON public.pipeline_calendar, public.window_failures TO carbon_analyst;
+COMMENT ON TABLE public.pipeline_calendar IS 'The hour the pipeline''s calendar starts (CARBON_PIPELINE_START), recorded by every run: the coverage views account for every hour from it.';
+COMMENT ON TABLE public.window_failures IS 'Windows whose run failed (after its retries), per asset, with the error: shown as failed in v_coverage_hourly until a run materialises them.';
+COMMENT ON VIEW v_coverage_hourly IS 'Every hour of the pipeline''s calendar, from CARBON_PIPELINE_START to the last closed hour: hosts reported, quarantined and missing, and whether the hour''s data is complete, partial, absent (no data), not run, or failed (with the run). Tells "no usage" from "no data".';
+COMMENT ON VIEW v_coverage_daily IS 'Per UTC day of the calendar: hours complete, partial, without data, not run and failed, and host-hours reported, quarantined and missing.';
+COMMENT ON COLUMN v_coverage_daily.hours IS 'Hours of the day in the pipeline''s calendar (24 for a whole day) [h].';
+INSERT INTO public.column_glossary (column_name, meaning) VALUES
+  ('coverage', 'complete (every host known to be up reported), partial (some missing, quarantined or warned about), no data (run, no host reported), not run (never materialised) or failed (its last run failed: failed_run_id).'),
+  ('failed_run_id', 'The Dagster run whose failure left the hour without data (NULL unless coverage is failed).'),
+  ('hours_not_run', 'Hours of the day never materialised [h].'),
+  ('hours_failed', 'Hours of the day whose last run failed and that hold no data [h].'),
+  ('start_utc', 'Start of the window or calendar [UTC].'),
+  ('end_utc', 'End of the window, exclusive [UTC].'),
+  ('run_id', 'The Dagster run.'),
+  ('asset', 'The asset (stage) that failed.'),
+  ('failed_at', 'When the failure was recorded.'),
+  ('error', 'The error, as the run reported it (secrets masked).')
+ON CONFLICT (column_name) DO UPDATE SET meaning = EXCLUDED.meaning;
+DO $$
+DECLARE
+  c RECORD;
+BEGIN
+  FOR c IN
+    SELECT n.nspname, cl.relname, g.meaning, a.attname
+    FROM pg_catalog.pg_class cl
+    JOIN pg_catalog.pg_namespace n ON n.oid = cl.relnamespace AND n.nspname IN ('public', 'reporting')
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = cl.oid AND a.attnum > 0 AND NOT a.attisdropped
+    JOIN public.column_glossary g ON g.column_name = a.attname
+    WHERE cl.relkind IN ('r', 'p', 'v') AND NOT cl.relispartition AND a.attname = 'coverage'
+  LOOP
+    EXECUTE format('COMMENT ON COLUMN %I.%I.%I IS %L', c.nspname, c.relname, c.attname, c.meaning);
+  END LOOP;
+END
+$$;
+SELECT public.carbon_document_columns();
