@@ -9,11 +9,15 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pandas as pd
 import psycopg
+import pytest
 
 from carbon_pipeline.definitions import defs
+from carbon_pipeline.demo.fleet import Fleet, FleetHost
+from carbon_pipeline.demo.loader import load_history, write_registry_seed
+from carbon_pipeline.demo.prometheus_server import PrometheusServer
 from carbon_pipeline.partitions import PARTITION_KEY_FORMAT, PIPELINE_START
-from carbon_pipeline.resources import PrometheusResource
-from carbon_pipeline_tests.conftest import materialize_range
+from carbon_pipeline.resources import PrometheusResource, RegistryResource, WarehouseResource
+from carbon_pipeline_tests.conftest import materialize_range, read_table
 from carbon_pipeline_tests.fleet_spec import t
 
 DAY = t("2025-03-03T00:00")
@@ -152,3 +156,106 @@ def test_the_freshness_check_runs_on_its_own_schedule_without_a_pipeline_run(
         assert evaluation.metadata["newest_hour"].value == expected_newest
         assert not result.get_asset_materialization_events()
         assert materialize_range(resources, t("2025-03-03T10:00"), t("2025-03-03T12:00")).success
+
+
+# ---- gaps the same however a range was run ------------------------------------------------
+
+GAPS = (
+    "SELECT timestamp_utc, hostname, cloud_project_name, reason FROM v_host_cpu_gaps ORDER BY 1, 2"
+)
+
+
+@pytest.fixture(scope="module")
+def gappy_fleet(tmp_path_factory):
+    """Four hosts over 06:00-18:00: .1 silent 10:00-13:00 (three hours: up between its
+    reports); .2 silent 08:00-14:00 (six hours: a stopped VM, held by nobody); .3 held by a
+    workspace, silent 09:00-11:00; .4's address used by CDAaaS until 11:00 and by DDAaaS from
+    12:00 (another host, not a silent one)."""
+    start, end = t("2025-03-03T06:00"), t("2025-03-03T18:00")
+    hosts = [
+        FleetHost(
+            "10.4.0.1:9100",
+            "IDAaaS",
+            "Muon",
+            2,
+            start,
+            end,
+            "constant:0.5",
+            silent=((t("2025-03-03T10:00"), t("2025-03-03T13:00")),),
+        ),
+        FleetHost(
+            "10.4.0.2:9100",
+            "IDAaaS",
+            "Muon",
+            2,
+            start,
+            end,
+            "constant:0.5",
+            silent=((t("2025-03-03T08:00"), t("2025-03-03T14:00")),),
+        ),
+        FleetHost(
+            "10.4.0.3:9100",
+            "IDAaaS",
+            "SANS",
+            1,
+            start,
+            end,
+            "constant:0.25",
+            silent=((t("2025-03-03T09:00"), t("2025-03-03T11:00")),),
+        ),
+        FleetHost("10.4.0.4:9100", "CDAaaS", "EPAC", 1, start, t("2025-03-03T11:00"), "busy"),
+        FleetHost("10.4.0.4:9100", "DDAaaS", "Dev", 1, t("2025-03-03T12:00"), end, "busy"),
+    ]
+    workspaces = [{"hostname": "10.4.0.3", "owner": "alice", "created_time": t("2025-03-01T00:00")}]
+    fleet = Fleet(hosts, workspaces=workspaces, users=[], groups=[])
+    root = tmp_path_factory.mktemp("gappy")
+    load_history(fleet, start, end, root / "data", root / "work")
+    server = PrometheusServer(root / "data").start()
+    seed = write_registry_seed(fleet, root / "registry")
+    yield server, seed, start, end
+    server.stop()
+
+
+def test_gaps_are_the_same_hour_by_hour_in_one_range_and_in_chunks_out_of_order(
+    resources, create_database, gappy_fleet
+):
+    server, seed, start, end = gappy_fleet
+
+    def run(ranges) -> pd.DataFrame:
+        url = create_database()
+        warehouse = WarehouseResource(database_url=url)
+        fleet_resources = {
+            **resources,
+            "warehouse": warehouse,
+            "prometheus": PrometheusResource(prometheus_url=server.url, retries=0),
+            "registry": RegistryResource(
+                mongo_uri="mongomock://localhost", database="ada_gappy", seed_dir=str(seed)
+            ),
+        }
+        for range_start, range_end in ranges:
+            assert materialize_range(fleet_resources, range_start, range_end).success
+        gaps = read_table(url, GAPS)
+        gaps["timestamp_utc"] = pd.to_datetime(gaps["timestamp_utc"], utc=True)
+        return gaps
+
+    hours = pd.date_range(start, end, freq="h", inclusive="left").to_pydatetime()
+    hour_by_hour = run([(h, h + timedelta(hours=1)) for h in hours])
+    one_range = run([(start, end)])
+    chunked = run(
+        [
+            (t("2025-03-03T13:00"), end),
+            (start, t("2025-03-03T09:00")),
+            (t("2025-03-03T09:00"), t("2025-03-03T13:00")),
+        ]
+    )
+    pd.testing.assert_frame_equal(hour_by_hour, one_range)
+    pd.testing.assert_frame_equal(chunked, one_range)
+    got = {
+        (r.timestamp_utc.hour, r.hostname, r.cloud_project_name, r.reason)
+        for r in one_range.itertuples()
+    }
+    between = "not reported, though it reported before and after"
+    assert got == {
+        *((h, "10.4.0.1", "IDAaaS", between) for h in (10, 11, 12)),
+        *((h, "10.4.0.3", "IDAaaS", "held by a workspace but not reported") for h in (9, 10)),
+    }

@@ -312,7 +312,7 @@ def test_hosts_missing_for_hours_are_gaps_not_zeros(resources, database_url, sil
     assert len(truth) == 3 * 12 - 2 * 3  # the truth itself has no answer for the silent hours
     gaps = read_table(
         database_url,
-        "SELECT timestamp_utc, hostname, cloud_project_name, reason FROM host_cpu_gaps",
+        "SELECT timestamp_utc, hostname, cloud_project_name, reason FROM v_host_cpu_gaps",
     )
     got = {
         (r.timestamp_utc.hour, r.hostname, r.cloud_project_name, r.reason)

@@ -355,6 +355,12 @@ def test_an_hours_intensity_is_only_replaced_by_as_good_or_better():
     assert (counts.kept_better, counts.upgraded, counts.changed) == (1, 1, 1)
 
 
+HELD_GAP, BETWEEN_GAP = (
+    "held by a workspace but not reported",
+    "not reported, though it reported before and after",
+)
+
+
 def test_gaps_are_hosts_up_without_data_and_hours_without_hosts():
     from carbon_pipeline.coverage import Coverage
 
@@ -372,31 +378,59 @@ def test_gaps_are_hosts_up_without_data_and_hours_without_hosts():
     coverage.warned(["partial"], at(3), at(4))
     holdings = pd.DataFrame(
         {
-            "hostname": ["b", "z"],
-            # b held from 00:30 on; z (never reported) for two minutes across 03:00.
-            "held_from": utc_ns([at(0.5), at(2 + 59 / 60)]),
-            "held_until": utc_ns([None, at(3 + 1 / 60)]),
+            "hostname": ["b", "z", "y"],
+            # b held from 00:30 on; z (never reported) for two minutes across 03:00, within
+            # a scrape interval of both hours' edges: no hour owes a sample; y 02:30-03:10.
+            "held_from": utc_ns([at(0.5), at(2 + 59 / 60), at(2.5)]),
+            "held_until": utc_ns([None, at(3 + 1 / 60), at(3 + 10 / 60)]),
         }
     )
     gaps = coverage.gaps(holdings)
     got = {(r.timestamp_utc.hour, r.hostname, r.reason) for r in gaps.itertuples()}
-    held, between = (
-        "held by a workspace but not reported",
-        "not reported, though it reported before and after",
-    )
     assert got == {
         (1, "*", "no host reported"),
         (2, "*", "no host reported"),
         (3, "*", "Prometheus warned: partial"),
-        (1, "a", between),
-        (2, "a", between),
-        (1, "b", held),
-        (2, "b", held),
-        (3, "b", held),
-        (2, "z", held),
-        (3, "z", held),
+        (1, "a", BETWEEN_GAP),
+        (2, "a", BETWEEN_GAP),
+        (1, "b", HELD_GAP),
+        (2, "b", HELD_GAP),
+        (3, "b", HELD_GAP),
+        (2, "y", HELD_GAP),
+        (3, "y", HELD_GAP),
     }
     assert set(gaps.loc[gaps["hostname"] == "a", "cloud_project_name"]) == {"P"}
+
+
+def test_before_and_after_means_a_short_silence_of_one_identity():
+    from carbon_pipeline.coverage import Coverage
+
+    coverage = Coverage(at(0), at(8))
+    coverage.reported(
+        host_hours(
+            [
+                # silent 3 hours (1-3): gaps; then 4 hours (5-8): a stopped VM, none.
+                *((at(h), "a", "P", "M", 1, 1.0, 1.0) for h in (0, 4, 9)),
+                # the address reused by another project after an hour: a new host, no gap.
+                (at(1), "r", "P", "M", 1, 1.0, 1.0),
+                (at(3), "r", "Q", "M", 1, 1.0, 1.0),
+                # its silence began before the window (reported at -2, then at 1): gap at
+                # -1 is not the window's, 0 is.
+                *((at(h), "m", "P", "M", 1, 1.0, 1.0) for h in (-2, 1)),
+                # silent at 7 and 8: its next report (at 9) is after the window, within the
+                # hours around it that the run reads.
+                *((at(h), "n", "P", "M", 1, 1.0, 1.0) for h in (6, 9)),
+                # relabelled mid-hour: reports under its new labels in the hour, no gap.
+                (at(2), "s", "P", "M", 1, 1.0, 1.0),
+                (at(3), "s", "Q", "M", 1, 1.0, 1.0),
+                (at(4), "s", "P", "M", 1, 1.0, 1.0),
+            ]
+        )
+    )
+    gaps = coverage.gaps(pd.DataFrame({"hostname": [], "held_from": [], "held_until": []}))
+    got = {(r.timestamp_utc.hour, r.hostname) for r in gaps.itertuples() if r.hostname != "*"}
+    assert got == {(1, "a"), (2, "a"), (3, "a"), (0, "m"), (7, "n")}
+    assert set(gaps.loc[gaps["hostname"] != "*", "reason"]) == {BETWEEN_GAP}
 
 
 def test_coverage_grows_to_any_number_of_hosts():

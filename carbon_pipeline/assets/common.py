@@ -89,7 +89,7 @@ def _record_failure(context: dg.AssetExecutionContext, warehouse, exc: Exception
     try:
         start, end = window(context)
         warehouse.record_failure(
-            context.run_id,
+            context.run.run_id,
             context.asset_key.to_user_string(),
             start,
             end,

@@ -76,7 +76,7 @@ def usage_facts(
     # span windows, are recomputed after the window's facts are committed.
     chunk_hours = settings.chunk_hours_for(warehouse.hosts_in_window(start, end))
     # The window's holdings, read once: the registry is asked once a window, not once a chunk.
-    window_intervals, problems = holdings(registry, warehouse, start, end, context.run_id)
+    window_intervals, problems = holdings(registry, warehouse, start, end, context.run.run_id)
     registry_problems.update(problems)
     with warehouse.replace_window(start, end, specs) as writer:
         for chunk_start, chunk_end in chunks(start, end, chunk_hours):

@@ -25,7 +25,7 @@ from carbon_pipeline.checks import (
     describe_rejections,
     split_implausible,
 )
-from carbon_pipeline.coverage import LOOKAROUND, WHOLE_HOUR, Coverage
+from carbon_pipeline.coverage import AROUND, BETWEEN, WHOLE_HOUR, Coverage
 from carbon_pipeline.holdings import holdings
 from carbon_pipeline.intensity import REGIONAL_INTENSITY_COLUMNS, hourly_intensity
 from carbon_pipeline.resources import (
@@ -72,9 +72,11 @@ from carbon_pipeline.timing import phase
             COVERAGE,
             asset="host_cpu_seconds",
             description=(
-                "No gaps: every host known to be up (held by a workspace, or reporting before "
-                "and after) has data for every hour, every hour has a host, and Prometheus "
-                "gave no warning of partial data. Gaps are listed in host_cpu_gaps."
+                "No gaps: every host known to be up (held by a workspace, or reporting under "
+                "the same project and machine within 3 hours before and after) has data for "
+                "every hour, every hour has a host, and Prometheus gave no warning of partial "
+                "data. Gaps are listed in v_host_cpu_gaps (those of before and after are "
+                "computed from the record when read; the check counts those its run can see)."
             ),
         ),
     ],
@@ -97,8 +99,8 @@ def host_cpu_seconds(
     replace = replace_sources(context)
     progress = Progress(context, start, end)
     coverage = Coverage(start, end)
-    coverage.reported(warehouse.read_window("host_cpu_presence", start - LOOKAROUND, start))
-    coverage.reported(warehouse.read_window("host_cpu_presence", end, end + LOOKAROUND))
+    coverage.reported(warehouse.read_window("host_cpu_presence", start - AROUND, start))
+    coverage.reported(warehouse.read_window("host_cpu_presence", end, end + AROUND))
     merged = HostMerge()
     hosts: set[str] = set()
     busy = idle = 0.0
@@ -137,10 +139,12 @@ def host_cpu_seconds(
             busy += float(frame["busy_cpu_seconds_total"].sum())
             idle += float(frame["idle_cpu_seconds_total"].sum())
             progress.chunk_done(chunk_start, chunk_end, len(frame))
-        held, registry_problems = holdings(registry, warehouse, start, end, context.run_id)
+        held, registry_problems = holdings(registry, warehouse, start, end, context.run.run_id)
         with phase("transform"):
             gaps = coverage.gaps(held)
-        writer.copy(HOST_CPU_GAPS.name, gaps)
+        # "Before and after" gaps are computed whenever read (v_host_cpu_gaps): stored,
+        # they would depend on which neighbouring hours were stored first.
+        writer.copy(HOST_CPU_GAPS.name, gaps[gaps["reason"] != BETWEEN])
     for sentence in describe_host_merge(merged) + notes:
         context.log.warning(sentence)
     for warning in warnings:

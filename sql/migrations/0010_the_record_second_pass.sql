@@ -426,6 +426,47 @@ BEGIN
 END
 $$;
 
+-- ========== gaps the same however a range was run ==========
+-- "Reported before and after" now means: the hour lies in a silence of at most 3 hours
+-- between two reports under the same project and machine (carbon_pipeline/coverage.py).
+-- Such gaps depend on hours that other runs may store later or at the same time, so they are
+-- no longer stored: v_host_cpu_gaps computes them from the record when read, beside the
+-- stored ones (held by a workspace, whole hours), and the coverage views read it.
+DELETE FROM public.host_cpu_gaps WHERE reason = 'not reported, though it reported before and after';
+CREATE VIEW public.v_host_cpu_gaps AS
+WITH presence AS (
+  SELECT timestamp_utc, hostname, cloud_project_name, machine_name FROM public.host_cpu_hourly
+  UNION
+  SELECT timestamp_utc, hostname, cloud_project_name, machine_name FROM public.host_cpu_rejected
+),
+silences AS (
+  SELECT p.hostname, p.cloud_project_name, p.machine_name, p.timestamp_utc AS last_report,
+         lead(p.timestamp_utc) OVER (PARTITION BY p.hostname, p.cloud_project_name, p.machine_name
+                                     ORDER BY p.timestamp_utc) AS next_report
+  FROM presence p
+  WHERE p.hostname <> '(no host label)'
+),
+between_reports AS (
+  SELECT DISTINCT ON (h.hour, s.hostname)
+         h.hour AS timestamp_utc, s.hostname, s.cloud_project_name, s.machine_name
+  FROM silences s
+  CROSS JOIN LATERAL generate_series(s.last_report + interval '1 hour',
+                                     s.next_report - interval '1 hour', interval '1 hour') AS h (hour)
+  WHERE s.next_report - s.last_report BETWEEN interval '2 hours' AND interval '4 hours'
+  ORDER BY h.hour, s.hostname, s.cloud_project_name, s.machine_name
+)
+SELECT g.timestamp_utc, g.hostname, g.cloud_project_name, g.machine_name, g.reason
+FROM public.host_cpu_gaps g
+UNION ALL
+SELECT b.timestamp_utc, b.hostname, b.cloud_project_name, b.machine_name,
+       'not reported, though it reported before and after'
+FROM between_reports b
+WHERE NOT EXISTS (SELECT 1 FROM presence p WHERE p.timestamp_utc = b.timestamp_utc AND p.hostname = b.hostname)
+  AND NOT EXISTS (SELECT 1 FROM public.host_cpu_gaps g WHERE g.timestamp_utc = b.timestamp_utc AND g.hostname = b.hostname);
+GRANT SELECT ON public.v_host_cpu_gaps TO carbon_analyst;
+COMMENT ON VIEW public.v_host_cpu_gaps IS 'Host-hours with no data although the host was up, with the reason: those stored in host_cpu_gaps (held by a workspace; whole hours, hostname *) and those computed from the record when read (a silence of at most 3 hours between two reports under the same project and machine), so the same however a range was run.';
+COMMENT ON TABLE public.host_cpu_gaps IS 'Stored gaps: host-hours held by a workspace but not reported, and whole hours without data or with partial answers (hostname *). v_host_cpu_gaps adds the gaps between reports.';
+
 -- ========== every hour accounted for ==========
 -- The pipeline's calendar (CARBON_PIPELINE_START, recorded by every run of host_cpu_seconds)
 -- and the windows whose runs failed: the coverage views list every hour from the start to
@@ -458,15 +499,19 @@ WITH recorded AS (
               WHEN count(*) FILTER (WHERE r.kind <> 'reported') > 0 THEN 'partial'
               ELSE 'complete' END                                      AS coverage
   FROM (
-    SELECT timestamp_utc, hostname, 'reported'::text AS kind, NULL::text AS reason
+    SELECT timestamp_utc, hostname, 'reported'::text AS kind, NULL::text AS reason, TRUE AS stored
     FROM public.host_cpu_hourly
     UNION ALL
-    SELECT timestamp_utc, hostname, 'rejected', 'quarantined: ' || reason FROM public.host_cpu_rejected
+    SELECT timestamp_utc, hostname, 'rejected', 'quarantined: ' || reason, TRUE
+    FROM public.host_cpu_rejected
     UNION ALL
-    SELECT timestamp_utc, hostname, CASE WHEN hostname = '*' THEN 'hour' ELSE 'missing' END, reason
-    FROM public.host_cpu_gaps
+    SELECT timestamp_utc, hostname, CASE WHEN hostname = '*' THEN 'hour' ELSE 'missing' END, reason,
+           reason <> 'not reported, though it reported before and after'
+    FROM public.v_host_cpu_gaps
   ) r
   GROUP BY r.timestamp_utc
+  -- An hour a run stored something for (a run whose hour had no host stores that gap): run.
+  HAVING bool_or(r.stored)
 ),
 bounds AS (
   SELECT least((SELECT start_utc FROM public.pipeline_calendar), min(timestamp_utc)) AS first_hour,
