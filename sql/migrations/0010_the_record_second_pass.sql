@@ -435,8 +435,9 @@ $$;
 DELETE FROM public.host_cpu_gaps WHERE reason = 'not reported, though it reported before and after';
 CREATE VIEW public.v_host_cpu_gaps AS
 WITH presence AS (
+  -- UNION ALL: a repeated row makes a silence of 0 hours, which is no gap (and saves a sort).
   SELECT timestamp_utc, hostname, cloud_project_name, machine_name FROM public.host_cpu_hourly
-  UNION
+  UNION ALL
   SELECT timestamp_utc, hostname, cloud_project_name, machine_name FROM public.host_cpu_rejected
 ),
 silences AS (
