@@ -121,14 +121,13 @@ def merge_host_cpu(
     answered_ok_keys = _keys(answered).unique()
     counts.added = int((~answered_ok_keys.isin(stored_keys)).sum())
     both = answered_ok_keys[answered_ok_keys.isin(stored_keys)]
-    if len(both):
-        counts.changed = count_changed(
-            pd.concat([answered, kept], ignore_index=True).pipe(lambda f: f[_keys(f).isin(both)]),
-            stored[stored_keys.isin(both)],
-        )
     plausible = pd.concat([answered, kept], ignore_index=True).sort_values(
         [*HOST_HOUR, *LABEL_SET], ignore_index=True, kind="stable"
     )
+    if len(both):
+        counts.changed = count_changed(
+            plausible[_keys(plausible).isin(both)], stored[stored_keys.isin(both)]
+        )
     rejected = pd.concat(
         [answered_rejected, stored_rejected[~replaced_rejected]], ignore_index=True
     )

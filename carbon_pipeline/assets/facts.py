@@ -1,5 +1,6 @@
 """Warehouse stage: host-hours attributed to every scope and to the workspaces that held them."""
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -105,8 +106,14 @@ def usage_facts(
                 totals[key] += float(facts["ada"][key].sum())
             progress.chunk_done(chunk_start, chunk_end, rows)
     with phase("postgres_write"), warehouse.connect() as short:
-        corrected = _keep_sessions_right(short, window_intervals, datetime.now(UTC))
-        recompute_session_totals(short, sessions_touched | corrected, start, end)
+        recompute_session_totals(
+            short,
+            sessions_touched,
+            start,
+            end,
+            correct=lambda: _keep_sessions_right(short, window_intervals, datetime.now(UTC)),
+            workspace_ids=window_intervals["workspace_id"].tolist(),
+        )
     for problem in sorted(registry_problems):
         context.log.warning(f"registry: {problem}")
     return dg.MaterializeResult(
@@ -126,53 +133,61 @@ def usage_facts(
     )
 
 
-def recompute_session_totals(conn, ids: set[int], start: datetime, end: datetime) -> None:
+def recompute_session_totals(
+    conn,
+    ids: set[int],
+    start: datetime,
+    end: datetime,
+    correct: Callable[[], None] = lambda: None,
+    workspace_ids: Sequence[str] = (),
+) -> None:
     """Totals over every hour stored, not increments (re-running a window changes nothing),
-    of the sessions `ids` and of every session overlapping [start, end). The rows are locked
-    first and summed in a statement of its own: of two runs recomputing one session, the
-    second sums after the first committed, so neither run's hours go missing."""
-    params = {"ids": sorted(ids), "start": start, "end": end}
+    of the sessions `ids`, of the workspaces `workspace_ids` and of every session
+    overlapping [start, end). The rows are locked first, in id order, then `correct` may
+    change their times, and they are summed in a statement of its own: of two runs
+    recomputing one session, the second sums after the first committed, so neither run's
+    hours go missing, and runs never wait on each other in opposite orders."""
+    params = {"ids": sorted(ids), "start": start, "end": end, "ext_ids": sorted(workspace_ids)}
     locked = [row[0] for row in conn.execute(load_query("workspace_totals_lock"), params)]
+    correct()
     conn.execute(load_query("workspace_totals"), {"ids": locked})
 
 
-def _keep_sessions_right(conn, intervals: pd.DataFrame, now: datetime) -> set[int]:
+def _keep_sessions_right(conn, intervals: pd.DataFrame, now: datetime) -> None:
     """The registry's past kept right, for every stored session of the window's workspaces
     (not only those overlapping a chunk): a session the registry shows takes its times as
     corrected there, wherever they fall, and records that the registry showed it now; one
-    the registry no longer has and that was open ends when the registry last showed it. The
-    ids of the sessions whose times changed (their totals are recomputed)."""
+    the registry no longer has and that was open ends when the registry last showed it.
+    Their rows are locked already (recompute_session_totals)."""
     shown = intervals[intervals["in_registry"]]
     ended = intervals[~intervals["in_registry"] & intervals["held_until"].notna()]
-    rows = [
-        {"id": w, "started": f.to_pydatetime(), "ended": None if pd.isna(u) else u.to_pydatetime()}
-        for w, f, u in shown[["workspace_id", "held_from", "held_until"]].itertuples(index=False)
-    ]
-    changed: set[int] = set()
-    with conn.cursor() as cur:
-        for row in sorted(rows, key=lambda r: r["id"]):
-            cur.execute(
-                "UPDATE workspace_session SET started_at = %(started)s, ended_at = %(ended)s "
-                "WHERE workspace_ext_id = %(id)s "
-                "AND (started_at, ended_at) IS DISTINCT FROM (%(started)s, %(ended)s) "
-                "RETURNING workspace_session_id",
-                row,
-            )
-            changed.update(r[0] for r in cur.fetchall())
-        cur.execute(
-            "UPDATE workspace_session SET last_seen_at = %(now)s "
-            "WHERE workspace_ext_id = ANY(%(ids)s) "
-            "AND (last_seen_at IS NULL OR last_seen_at < %(now)s)",
-            {"now": now, "ids": sorted(shown["workspace_id"])},
-        )
-        for w, until in sorted(ended[["workspace_id", "held_until"]].itertuples(index=False)):
-            cur.execute(
-                "UPDATE workspace_session SET ended_at = %s WHERE workspace_ext_id = %s "
-                "AND ended_at IS NULL RETURNING workspace_session_id",
-                (until.to_pydatetime(), w),
-            )
-            changed.update(r[0] for r in cur.fetchall())
-    return changed
+    conn.execute(
+        "UPDATE workspace_session w SET started_at = v.started_at, ended_at = v.ended_at "
+        "FROM unnest(%(ids)s::text[], %(started)s::timestamptz[], %(ended)s::timestamptz[]) "
+        "AS v (workspace_ext_id, started_at, ended_at) "
+        "WHERE w.workspace_ext_id = v.workspace_ext_id "
+        "AND (w.started_at, w.ended_at) IS DISTINCT FROM (v.started_at, v.ended_at)",
+        {
+            "ids": shown["workspace_id"].tolist(),
+            "started": [t.to_pydatetime() for t in shown["held_from"]],
+            "ended": [None if pd.isna(t) else t.to_pydatetime() for t in shown["held_until"]],
+        },
+    )
+    conn.execute(
+        "UPDATE workspace_session SET last_seen_at = %(now)s "
+        "WHERE workspace_ext_id = ANY(%(ids)s) "
+        "AND (last_seen_at IS NULL OR last_seen_at < %(now)s)",
+        {"now": now, "ids": shown["workspace_id"].tolist()},
+    )
+    conn.execute(
+        "UPDATE workspace_session w SET ended_at = v.ended_at "
+        "FROM unnest(%(ids)s::text[], %(ended)s::timestamptz[]) AS v (workspace_ext_id, ended_at) "
+        "WHERE w.workspace_ext_id = v.workspace_ext_id AND w.ended_at IS NULL",
+        {
+            "ids": ended["workspace_id"].tolist(),
+            "ended": [t.to_pydatetime() for t in ended["held_until"]],
+        },
+    )
 
 
 def _dimension_ids(conn, registry: RegistryResource, facts, intervals) -> dict[str, dict]:
