@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 
 UI_TESTS := carbon_pipeline_tests/ui
 
-.PHONY: setup demo demo-ui ui test test-bench test-newest test-oldest upgrade lint bench bench-quick
+.PHONY: setup catalog demo demo-ui ui test test-bench test-newest test-oldest upgrade lint bench bench-quick
 
 # The environment is exactly what uv.lock says (versions and hashes), installed by uv, whose
 # own version and hashes are in the lock too: pip only bootstraps that uv, hash-checked.
@@ -27,6 +27,11 @@ setup: $(BIN)/carbon-pipeline
 
 demo: setup
 	$(BIN)/carbon-pipeline demo
+
+# sql/catalog.json (the tables' and views' COMMENTs, which the asset graph shows) from the
+# migrations, on a scratch database of the local PostgreSQL; after every new migration.
+catalog: setup
+	$(BIN)/python -m carbon_pipeline.catalog
 
 demo-ui: setup
 	$(BIN)/carbon-pipeline demo-ui

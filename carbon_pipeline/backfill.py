@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from carbon_pipeline.partitions import HOURS_PER_RUN, PIPELINE_START, range_tags
+from carbon_pipeline.tables import STAGE_TABLES
 from carbon_pipeline.terminal import RunReporter, run_warnings
 from carbon_pipeline.times import chunks, whole_hours
 
@@ -18,8 +19,8 @@ log = logging.getLogger(__name__)
 BACKFILL_TAG = "carbon-pipeline/backfill"
 # Where a backfill may start: every stage, or re-deriving from the stored sources.
 STAGES = {
-    "sources": ["host_cpu_seconds", "carbon_intensity", "host_usage", "usage_facts"],
-    "usage": ["host_usage", "usage_facts"],
+    "sources": list(STAGE_TABLES),
+    "usage": ["fact_usage_instance", "usage_facts"],
     "facts": ["usage_facts"],
 }
 
@@ -80,7 +81,11 @@ def backfill(
         from carbon_pipeline.definitions import defs
 
         job = defs.resolve_job_def("hourly_carbon_job")
-    selection = None if from_stage == "sources" else [dg.AssetKey(a) for a in STAGES[from_stage]]
+    selection = (
+        None
+        if from_stage == "sources"
+        else [dg.AssetKey(table) for stage in STAGES[from_stage] for table in STAGE_TABLES[stage]]
+    )
     backfill_id = uuid.uuid4().hex[:8]
     results = []
     total = (end - start) / timedelta(hours=1)

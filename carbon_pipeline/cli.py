@@ -80,6 +80,29 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _catalog(args: argparse.Namespace) -> int:
+    from carbon_pipeline.catalog import CATALOG_FILE, write_catalog
+    from carbon_pipeline.resources.warehouse import WarehouseResource
+
+    url = os.getenv("DATABASE_URL")
+    if not url:
+        print("error: set DATABASE_URL (a scratch database: it is migrated first)", file=sys.stderr)
+        return 2
+    warehouse = WarehouseResource(database_url=url)
+    warehouse.migrate()
+    with warehouse.connect() as conn:
+        write_catalog(conn)
+    print(f"wrote {CATALOG_FILE}")
+    return 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from carbon_pipeline.graph import readme_section
+
+    print(readme_section(), end="")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from carbon_pipeline.demo.run import run_demo
 
@@ -139,6 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "migrate", help="apply the warehouse migrations to DATABASE_URL"
     ).set_defaults(func=_migrate)
+
+    commands.add_parser(
+        "catalog",
+        help="write sql/catalog.json (the tables' and views' COMMENTs) from a migrated DATABASE_URL",
+    ).set_defaults(func=_catalog)
+    commands.add_parser(
+        "graph", help="print the README's asset table and diagram, from the definitions"
+    ).set_defaults(func=_graph)
 
     demo = commands.add_parser("demo", help="run the whole pipeline on a generated month, locally")
     demo.add_argument("--dir", default=".demo", help="working folder (default .demo)")

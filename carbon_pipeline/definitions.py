@@ -5,13 +5,21 @@ from __future__ import annotations
 import dagster as dg
 
 from carbon_pipeline.assets.facts import usage_facts
-from carbon_pipeline.assets.sources import carbon_intensity, host_cpu_seconds
-from carbon_pipeline.assets.usage import host_usage
+from carbon_pipeline.assets.sources import (
+    CARBON_INTENSITY_API,
+    PROMETHEUS,
+    carbon_intensity,
+    host_cpu_seconds,
+    power_model_source,
+    registry_source,
+)
+from carbon_pipeline.assets.usage import fact_usage_instance
+from carbon_pipeline.assets.views import VIEWS
 from carbon_pipeline.automation import (
     catch_up_sensor,
+    facts_freshness,
     freshness_job,
     freshness_schedule,
-    usage_facts_freshness,
 )
 from carbon_pipeline.config import env, env_choice, env_float, env_int, env_list, env_string_map
 from carbon_pipeline.resources import (
@@ -28,9 +36,12 @@ from carbon_pipeline.resources.prometheus import BUSY_MODES, IDLE_MODES
 from carbon_pipeline.schedules import hourly_job, hourly_schedule
 from carbon_pipeline.sensors import intensity_actuals_sensor
 
-ASSETS = [host_cpu_seconds, carbon_intensity, host_usage, usage_facts]
+# The stages, each writing its tables' assets in one pass: what a run materialises.
+ASSETS = [host_cpu_seconds, carbon_intensity, fact_usage_instance, usage_facts]
+# The sources upstream of them: outside systems, and those observed for changes.
+SOURCES = [PROMETHEUS, CARBON_INTENSITY_API, registry_source, power_model_source]
 # Checks defined apart from their asset (evaluated by its runs and on their own schedule).
-CHECKS = [usage_facts_freshness]
+CHECKS = [facts_freshness]
 
 
 def resources_from_env() -> dict[str, dg.ConfigurableResource]:
@@ -98,7 +109,7 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
 
 
 defs = dg.Definitions(
-    assets=ASSETS,
+    assets=[*SOURCES, *ASSETS, *VIEWS],
     asset_checks=CHECKS,
     # The stages run one after another and share one process: no per-step process start-up.
     executor=dg.in_process_executor,

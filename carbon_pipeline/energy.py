@@ -92,7 +92,7 @@ def _require(usage: pd.DataFrame, column: str, what: str) -> None:
         )
 
 
-def host_usage(
+def instance_usage(
     host_cpu: pd.DataFrame,
     intensity: pd.DataFrame,
     model: pd.DataFrame,

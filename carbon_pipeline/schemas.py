@@ -182,7 +182,7 @@ REGIONAL_INTENSITY_SCHEMA = pa.DataFrameSchema(
     description="The intensity of a GB region per UTC hour (forecasts: the API publishes no regional actuals).",
 )
 
-HOST_USAGE_SCHEMA = pa.DataFrameSchema(
+INSTANCE_USAGE_SCHEMA = pa.DataFrameSchema(
     {
         **HOST_CPU_SCHEMA.columns,
         **{m: _metric(m) for m in METRICS},
@@ -219,7 +219,7 @@ HOST_USAGE_SCHEMA = pa.DataFrameSchema(
     },
     checks=[_capacity_check],
     strict="filter",
-    name="host_usage",
+    name="fact_usage_instance",
     description="Electricity and carbon per host-hour, busy and idle.",
 )
 

@@ -13,27 +13,10 @@ from carbon_pipeline.intensity import hourly_intensity
 from carbon_pipeline.partitions import range_tags
 from carbon_pipeline.resources import CarbonIntensityResource, WarehouseResource
 from carbon_pipeline.resources.carbon_intensity import CarbonIntensityError
+from carbon_pipeline.resources.warehouse import load_query
 from carbon_pipeline.schedules import hourly_job
+from carbon_pipeline.tables import STAGE_TABLES
 from carbon_pipeline.times import HOUR
-
-# Stored hours whose intensity is not an actual, within the look-back window.
-ESTIMATED_HOURS = """
-SELECT extract(epoch FROM timestamp_utc)::bigint AS timestamp_epoch, intensity_source, period_count
-FROM carbon_intensity_hourly
-WHERE (intensity_source <> 'actual' OR period_count < 2)
-  AND timestamp_utc >= %(since)s AND timestamp_utc < %(until)s
-ORDER BY timestamp_utc
-"""
-
-
-# Stored regional hours the API could not give (they took the national hour), likewise.
-REGIONAL_FALLBACK_HOURS = """
-SELECT extract(epoch FROM timestamp_utc)::bigint AS timestamp_epoch, region_id
-FROM carbon_intensity_regional_hourly
-WHERE intensity_source = 'fallback'
-  AND timestamp_utc >= %(since)s AND timestamp_utc < %(until)s
-ORDER BY region_id, timestamp_utc
-"""
 
 
 def consecutive_ranges(hours: list[pd.Timestamp]) -> list[tuple[datetime, datetime]]:
@@ -59,7 +42,9 @@ def improvable_hours(
     since = now - timedelta(days=lookback_days)
     until = now.replace(minute=0, second=0, microsecond=0)
     regional = _improvable_regional_hours(warehouse, api, since, until)
-    stored = warehouse.read_frame(ESTIMATED_HOURS, {"since": since, "until": until})
+    stored = warehouse.read_frame(
+        load_query("estimated_intensity_hours"), {"since": since, "until": until}
+    )
     if stored.empty:
         return regional
     stored["timestamp_utc"] = pd.to_datetime(stored["timestamp_epoch"], unit="s", utc=True)
@@ -87,7 +72,9 @@ def _improvable_regional_hours(
     warehouse: WarehouseResource, api: CarbonIntensityResource, since: datetime, until: datetime
 ) -> list[pd.Timestamp]:
     """Stored regional fallback hours for which the API now gives the region's intensity."""
-    stored = warehouse.read_frame(REGIONAL_FALLBACK_HOURS, {"since": since, "until": until})
+    stored = warehouse.read_frame(
+        load_query("regional_fallback_hours"), {"since": since, "until": until}
+    )
     hours: set[pd.Timestamp] = set()
     for region_id, region in stored.groupby("region_id"):
         times = pd.to_datetime(region["timestamp_epoch"], unit="s", utc=True)
@@ -133,9 +120,9 @@ def intensity_actuals_sensor(
         dg.RunRequest(
             run_key=f"actuals-{start:%Y%m%dT%H}-{end:%Y%m%dT%H}-{now:%Y%m%dT%H}",
             asset_selection=[
-                dg.AssetKey("carbon_intensity"),
-                dg.AssetKey("host_usage"),
-                dg.AssetKey("usage_facts"),
+                dg.AssetKey(table)
+                for stage in ("carbon_intensity", "fact_usage_instance", "usage_facts")
+                for table in STAGE_TABLES[stage]
             ],
             tags=range_tags(start, end),
         )

@@ -140,3 +140,16 @@ SCOPE_FACTS = {
     )
     for scope, id_column in SCOPE_ID_COLUMNS.items()
 }
+
+# The tables each stage's computation (a Dagster op, named here) writes, stages in order: one
+# asset per table, written in one pass and one transaction by its op.
+STAGE_TABLES = {
+    "host_cpu_seconds": (HOST_CPU_HOURLY.name, HOST_CPU_REJECTED.name, HOST_CPU_GAPS.name),
+    "carbon_intensity": (CARBON_INTENSITY_HOURLY.name, CARBON_INTENSITY_REGIONAL_HOURLY.name),
+    "fact_usage_instance": (FACT_USAGE_INSTANCE.name,),
+    "usage_facts": (
+        *(spec.name for spec in SCOPE_FACTS.values()),
+        FACT_USAGE_WORKSPACE.name,
+        "workspace_session",  # upserted by workspace, not replaced by window
+    ),
+}

@@ -39,7 +39,7 @@ def hourly_intensity(periods: pd.DataFrame) -> dict[pd.Timestamp, float]:
     return {hour: sum(values) / len(values) for hour, values in result.items()}
 
 
-def host_usage(truth: pd.DataFrame, intensity: dict) -> pd.DataFrame:
+def instance_usage(truth: pd.DataFrame, intensity: dict) -> pd.DataFrame:
     rows = []
     for r in truth.itertuples(index=False):
         ci = intensity[pd.Timestamp(r.timestamp_utc)]
@@ -138,7 +138,7 @@ def regional_intensity(periods: pd.DataFrame, region_id: int) -> dict[pd.Timesta
 def full_footprint(
     host: pd.DataFrame, truth: pd.DataFrame, sites: dict[str, tuple[int, float]], periods
 ) -> pd.DataFrame:
-    """host (from host_usage) with the full footprint's columns, by the formulas written out
+    """host (from instance_usage) with the full footprint's columns, by the formulas written out
     one host-hour at a time; `sites`: {cloud_project_name: (region_id, pue)}."""
     memory = {
         (pd.Timestamp(r.timestamp_utc), r.hostname): (r.memory_gib, r.cpu_count)

@@ -17,6 +17,7 @@ from carbon_pipeline.demo.loader import load_history, write_registry_seed
 from carbon_pipeline.demo.prometheus_server import PrometheusServer
 from carbon_pipeline.partitions import PARTITION_KEY_FORMAT, PIPELINE_START
 from carbon_pipeline.resources import PrometheusResource, RegistryResource, WarehouseResource
+from carbon_pipeline.tables import STAGE_TABLES
 from carbon_pipeline_tests.conftest import materialize_range, read_table
 from carbon_pipeline_tests.fleet_spec import t
 
@@ -110,10 +111,7 @@ def test_the_catch_up_asks_for_missing_hours_within_its_bound_once_an_hour():
         return latest - timedelta(hours=hours)
 
     holes = {ago(30), ago(31), ago(156), ago(180)}
-    keys = [
-        dg.AssetKey(k)
-        for k in ("host_cpu_seconds", "carbon_intensity", "host_usage", "usage_facts")
-    ]
+    keys = [dg.AssetKey(table) for tables in STAGE_TABLES.values() for table in tables]
     instance = dg.DagsterInstance.ephemeral()
     for n in range(2, 24 * 9):
         if ago(n) not in holes:

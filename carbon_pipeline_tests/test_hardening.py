@@ -237,7 +237,7 @@ def test_an_input_error_fails_at_once_without_retries(resources, tmp_path):
     kinds = [e.event_type_value for e in result.all_events]
     assert "STEP_FAILURE" in kinds and "STEP_UP_FOR_RETRY" not in kinds
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    assert failure.step_key == "host_usage"
+    assert failure.step_key == "fact_usage_instance"
     assert f"{bad} line 2 busy_watts_per_core must be a number of watts" in str(
         failure.event_specific_data.error.to_string()
     )

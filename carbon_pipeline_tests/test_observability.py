@@ -1,61 +1,117 @@
-"""What the Dagster UI shows of the pipeline: descriptions, owners, column schemas, checks,
-and per-materialisation metadata it can plot across partitions."""
+"""What the Dagster UI shows of the pipeline: an asset per warehouse table with its meaning,
+owners, column schema (from the tables' COMMENTs) and checks; the sources upstream; the
+analysts' views downstream; and per-materialisation metadata it can plot across partitions."""
 
 from __future__ import annotations
 
 import dagster as dg
 
+from carbon_pipeline import catalog
 from carbon_pipeline.definitions import defs
+from carbon_pipeline.tables import STAGE_TABLES
 from carbon_pipeline_tests.conftest import materialize_range
 from carbon_pipeline_tests.fleet_spec import t
 
+TABLES = [table for tables in STAGE_TABLES.values() for table in tables]
 EXPECTED_CHECKS = {
-    "host_cpu_seconds": {"completeness", "coverage"},
-    "carbon_intensity": {"intensity_provenance"},
-    "host_usage": set(),
-    "usage_facts": {"conservation", "freshness"},
+    "host_cpu_hourly": {"completeness"},
+    "host_cpu_gaps": {"coverage"},
+    "carbon_intensity_hourly": {"intensity_provenance"},
+    "fact_usage_ada": {"conservation", "freshness"},
 }
+SOURCES = {"prometheus", "carbon_intensity_api", "workspace_registry", "power_model"}
 
 
-def test_every_asset_is_described_owned_and_has_a_column_schema():
+def test_every_table_is_an_asset_described_owned_with_its_column_schema_and_checks():
     graph = defs.resolve_asset_graph()
-    for key in graph.get_all_asset_keys():
-        node = graph.get(key)
-        assert node.description and len(node.description) > 80, key
-        assert node.owners, key
+    for table in TABLES:
+        node = graph.get(dg.AssetKey(table))
+        assert node.is_materializable and node.owners == ["team:ada-carbon"], table
+        # The table's COMMENT, column by column: one source of meaning.
+        assert node.description == catalog.description(table) and len(node.description) > 80
         schema = node.metadata["dagster/column_schema"]
-        assert schema.columns and all(c.description for c in schema.columns), key
-        checks = {k.name for k in graph.asset_check_keys if k.asset_key == key}
-        assert checks == EXPECTED_CHECKS[key.to_user_string()]
+        columns = [[c.name, c.type, c.description] for c in schema.columns]
+        assert columns == catalog.entry(table)["columns"], table
+        assert all(c.description for c in schema.columns), table
+        assert node.metadata["dagster/table_name"] == f"public.{table}"
+        assert "postgres" in node.kinds
+        checks = {k.name for k in graph.asset_check_keys if k.asset_key == node.key}
+        assert checks == EXPECTED_CHECKS.get(table, set()), table
+    # One computation per stage still: the tables of a stage are written by one op.
+    ops = {graph.get(dg.AssetKey(t)).assets_def.node_def.name for t in TABLES}
+    assert ops == set(STAGE_TABLES)
 
 
-def test_materialisations_carry_plottable_metadata(resources):
+def test_the_sources_are_upstream_and_the_views_downstream():
+    graph = defs.resolve_asset_graph()
+
+    def parents(key: str) -> set[str]:
+        return {p.to_user_string() for p in graph.get(dg.AssetKey(key)).parent_keys}
+
+    assert parents("host_cpu_hourly") == {"prometheus"}
+    assert parents("host_cpu_gaps") == {"prometheus", "workspace_registry"}
+    assert parents("carbon_intensity_regional_hourly") == {"carbon_intensity_api"}
+    assert parents("fact_usage_instance") == {
+        "host_cpu_hourly",
+        "carbon_intensity_hourly",
+        "carbon_intensity_regional_hourly",
+        "power_model",
+    }
+    assert parents("fact_usage_user") == {"fact_usage_instance", "workspace_registry"}
+    for source in SOURCES:
+        node = graph.get(dg.AssetKey(source))
+        assert not node.is_materializable and node.group_name == "sources"
+        assert node.description and len(node.description) > 80
+        assert node.owners or node.is_observable
+    assert parents("v_user_averages") == {"fact_usage_user"}
+    assert parents("v_usage_total") == {f"fact_usage_{s}" for s in catalog_scopes()}
+    views = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name == "views"]
+    assert {k.to_user_string() for k in views} == set(catalog.views())
+    for key in views:
+        assert graph.get(key).metadata["dagster/column_schema"].columns
+
+
+def catalog_scopes() -> list[str]:
+    return ["ada", "project", "machine", "group", "user"]
+
+
+def test_materialisations_carry_row_counts_and_plottable_metadata(resources, database_url):
     instance = dg.DagsterInstance.ephemeral()
     result = materialize_range(
         resources, t("2025-03-03T10:00"), t("2025-03-03T12:00"), instance=instance
     )
     assert result.success
     wanted = {
-        "host_cpu_seconds": {
-            "dagster/row_count",
-            "hosts",
-            "busy_cpu_seconds",
-            "rejected_host_hours",
+        "host_cpu_hourly": {"hosts", "busy_cpu_seconds", "seconds"},
+        "carbon_intensity_hourly": {
+            "mean_intensity_gco2eq_per_kwh",
+            "estimated_share",
+            "hours_fallback",
         },
-        "carbon_intensity": {"mean_intensity_gco2eq_per_kwh", "estimated_share", "hours_fallback"},
-        "host_usage": {"dagster/row_count", "total_busy_kwh", "total_idle_gco2eq"},
-        "usage_facts": {"total_busy_kwh", "total_busy_gco2eq", "workspace_sessions", "seconds"},
+        "fact_usage_instance": {"total_busy_kwh", "total_idle_gco2eq", "seconds"},
+        "fact_usage_ada": {"total_busy_kwh", "total_busy_gco2eq", "seconds"},
     }
-    for asset, keys in wanted.items():
-        events = instance.fetch_materializations(dg.AssetKey(asset), limit=10).records
+    from carbon_pipeline_tests.conftest import read_table
+
+    for table in TABLES:
+        events = instance.fetch_materializations(dg.AssetKey(table), limit=10).records
         assert {e.partition_key for e in events} == {"2025-03-03-10:00", "2025-03-03-11:00"}
         metadata = events[0].asset_materialization.metadata
-        assert keys <= set(metadata), (asset, set(metadata))
+        assert wanted.get(table, set()) | {"dagster/row_count"} <= set(metadata), table
+        # The rows the run wrote into the table: what the table holds for its two hours.
+        if table != "workspace_session":
+            (rows,) = read_table(
+                database_url,
+                f"SELECT count(*) AS n FROM {table} WHERE timestamp_utc >= %s "
+                "AND timestamp_utc < %s",
+                (t("2025-03-03T10:00"), t("2025-03-03T12:00")),
+            )["n"]
+            assert metadata["dagster/row_count"].value == rows, table
     evaluations = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    assert {e.asset_check_evaluation_data.check_name for e in evaluations} == {
-        "completeness",
-        "coverage",
-        "intensity_provenance",
-        "conservation",
-        "freshness",
-    }
+    assert {
+        (
+            e.asset_check_evaluation_data.asset_key.to_user_string(),
+            e.asset_check_evaluation_data.check_name,
+        )
+        for e in evaluations
+    } == {(table, check) for table, checks in EXPECTED_CHECKS.items() for check in checks}

@@ -158,7 +158,7 @@ def test_cli_backfill_runs_through_dagster_in_chunks(pipeline_env):
     }
     ada = read_table(pipeline_env["DATABASE_URL"], "SELECT count(*) AS n FROM fact_usage_ada")
     assert ada["n"].iloc[0] == 10
-    key = dg.AssetKey("usage_facts")
+    key = dg.AssetKey("fact_usage_user")
     assert instance.get_materialized_partitions(key) >= {
         f"2025-03-03-{h:02d}:00" for h in range(10)
     }

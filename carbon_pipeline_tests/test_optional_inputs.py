@@ -15,6 +15,7 @@ import pytest
 from carbon_pipeline.demo.loader import load_history
 from carbon_pipeline.demo.prometheus_server import PrometheusServer
 from carbon_pipeline.resources import CarbonIntensityResource, PrometheusResource
+from carbon_pipeline.tables import STAGE_TABLES
 from carbon_pipeline_tests import expected
 from carbon_pipeline_tests.conftest import cli, materialize_range, read_table
 from carbon_pipeline_tests.fleet_spec import WINDOW_END, WINDOW_START, build_fleet
@@ -69,7 +70,7 @@ def test_fleets_without_memory_sizes_backfill_rerun_and_rederive(
     first = record(database_url)
 
     hosts = read_table(database_url, HOST_HOURS)
-    usage = expected.host_usage(truth, expected.hourly_intensity(intensity_periods))
+    usage = expected.instance_usage(truth, expected.hourly_intensity(intensity_periods))
     usage = usage.sort_values(["timestamp_utc", "hostname"], ignore_index=True)
     assert len(hosts) == len(usage) == 5 * 48 - 24
     for column in expected.METRICS:
@@ -95,8 +96,9 @@ def test_fleets_without_memory_sizes_backfill_rerun_and_rederive(
             api_url=UNREACHABLE["CARBON_INTENSITY_API_URL"], retries=0
         ),
     }
-    for stages in (["host_usage", "usage_facts"], ["usage_facts"]):
-        assert materialize_range(unreachable, WINDOW_START, WINDOW_END, selection=stages).success
+    for stages in (["fact_usage_instance", "usage_facts"], ["usage_facts"]):
+        selection = [table for stage in stages for table in STAGE_TABLES[stage]]
+        assert materialize_range(unreachable, WINDOW_START, WINDOW_END, selection=selection).success
         assert_record_same(first, record(database_url))
 
     # A scope-hour sums the host-hours that know their full footprint and counts the others;

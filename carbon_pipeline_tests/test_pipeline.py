@@ -8,6 +8,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from carbon_pipeline.tables import STAGE_TABLES
 from carbon_pipeline_tests import expected
 from carbon_pipeline_tests.conftest import materialize_range, read_table
 from carbon_pipeline_tests.fleet_spec import ODD_MACHINE, WINDOW_END, WINDOW_START, t
@@ -67,7 +68,7 @@ def loaded(resources, database_url):
 
 def test_host_hours_equal_the_fleet_truth(loaded, prometheus, intensity_periods):
     _, truth = prometheus
-    want = expected.host_usage(truth, expected.hourly_intensity(intensity_periods))
+    want = expected.instance_usage(truth, expected.hourly_intensity(intensity_periods))
     got = read_table(loaded, HOST_FACTS)
     got["timestamp_utc"] = pd.to_datetime(got["timestamp_utc"], utc=True)
     assert len(got) == len(truth) == 5 * 48 - 24
@@ -89,7 +90,7 @@ def test_host_hours_equal_the_fleet_truth(loaded, prometheus, intensity_periods)
 def test_scope_facts_sum_exactly(loaded, prometheus, intensity_periods, fleet):
     _, truth = prometheus
     intensity = expected.hourly_intensity(intensity_periods)
-    host = expected.host_usage(truth, intensity)
+    host = expected.instance_usage(truth, intensity)
     host["group_name"] = host["cloud_project_name"] + "_" + host["machine_name"]
     tables = scope_tables(loaded)
     for scope, key in SCOPE_KEY.items():
@@ -157,7 +158,7 @@ def test_mid_hour_ownership_change_and_unowned_hosts(loaded):
 
 def test_views_match_the_facts(loaded, prometheus, intensity_periods, fleet):
     _, truth = prometheus
-    host = expected.host_usage(truth, expected.hourly_intensity(intensity_periods))
+    host = expected.instance_usage(truth, expected.hourly_intensity(intensity_periods))
     projects = read_table(loaded, "SELECT * FROM v_project_total").set_index("cloud_project_name")
     want = host.groupby("cloud_project_name")[METRICS].sum()
     assert projects.loc[want.index, METRICS].to_numpy(dtype=float) == pytest.approx(
@@ -214,12 +215,10 @@ def test_definitions_load():
 
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
-        "host_cpu_seconds",
-        "carbon_intensity",
-        "host_usage",
-        "usage_facts",
-    }
+    materialised = {k.to_user_string() for k in graph.materializable_asset_keys}
+    assert materialised == {table for tables in STAGE_TABLES.values() for table in tables}
+    observed = {k.to_user_string() for k in graph.observable_asset_keys}
+    assert observed == {"workspace_registry", "power_model"}
     schedule = defs.resolve_schedule_def("hourly_carbon_schedule")
     assert schedule.cron_schedule == "10 * * * *"
 
@@ -237,7 +236,7 @@ def test_the_full_footprint_per_host_hour_and_scope(
     result = materialize_range(resources, WINDOW_START, WINDOW_END)
     assert result.success
     _, truth = prometheus
-    host = expected.host_usage(truth, expected.hourly_intensity(intensity_periods))
+    host = expected.instance_usage(truth, expected.hourly_intensity(intensity_periods))
     sites = {"IDAaaS": (12, 1.4), "CDAaaS": (6, 1.2), "DDAaaS": (6, 1.2)}
     want = expected.full_footprint(host, truth, sites, intensity_periods)
     got = read_table(

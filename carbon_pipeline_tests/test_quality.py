@@ -28,6 +28,7 @@ from carbon_pipeline.resources import (
 )
 from carbon_pipeline.resources.prometheus import PrometheusError
 from carbon_pipeline.sensors import improvable_hours, intensity_actuals_sensor
+from carbon_pipeline.tables import STAGE_TABLES
 from carbon_pipeline_tests.conftest import materialize_range, read_table
 from carbon_pipeline_tests.fleet_spec import t
 
@@ -304,11 +305,13 @@ def test_intensity_api_failures_fail_the_window_or_fall_back(
     (request,) = requests
     assert request.tags["dagster/asset_partition_range_start"] == "2025-03-03-06:00"
     assert request.tags["dagster/asset_partition_range_end"] == "2025-03-03-17:00"
-    assert sorted(k.to_user_string() for k in request.asset_selection) == [
-        "carbon_intensity",
-        "host_usage",
-        "usage_facts",
-    ]
+    assert sorted(k.to_user_string() for k in request.asset_selection) == sorted(
+        [
+            *STAGE_TABLES["carbon_intensity"],
+            *STAGE_TABLES["fact_usage_instance"],
+            *STAGE_TABLES["usage_facts"],
+        ]
+    )
     assert dg.materialize(
         ASSETS, resources=fresh, tags=request.tags, selection=request.asset_selection
     ).success
@@ -419,7 +422,7 @@ def test_a_connection_killed_mid_write_leaves_the_window_intact(resources, datab
         ASSETS,
         resources=resources,
         tags=range_tags(START, END),
-        selection=[dg.AssetKey("usage_facts")],
+        selection=list(STAGE_TABLES["usage_facts"]),
         instance=dg.DagsterInstance.ephemeral(),
     )
     killer.join()

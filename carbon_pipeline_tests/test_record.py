@@ -258,7 +258,7 @@ def test_a_corrected_prometheus_replaces_exactly_the_changed_host_hours(
         hourly[hourly["hostname"] != "172.16.100.14"].reset_index(drop=True),
     )
     # The facts follow the corrected record exactly.
-    want = expected.host_usage(truth, expected.hourly_intensity(intensity_periods))
+    want = expected.instance_usage(truth, expected.hourly_intensity(intensity_periods))
     ada = after["fact_usage_ada"].set_index("timestamp_utc").sort_index()
     by_hour = want.groupby("timestamp_utc")[expected.METRICS].sum()
     assert ada[expected.METRICS].to_numpy(dtype=float) == pytest.approx(

@@ -23,6 +23,7 @@ from carbon_pipeline.demo.prometheus_server import PrometheusServer
 from carbon_pipeline.partitions import range_tags
 from carbon_pipeline.resources import CarbonIntensityResource, PrometheusResource
 from carbon_pipeline.sensors import improvable_hours
+from carbon_pipeline.tables import STAGE_TABLES
 from carbon_pipeline_tests.conftest import cli, materialize_range, read_table
 from carbon_pipeline_tests.fleet_spec import WINDOW_END, WINDOW_START, build_fleet, t
 from carbon_pipeline_tests.test_quality import assert_same
@@ -133,7 +134,7 @@ def test_a_regional_hour_the_api_cannot_give_takes_the_stored_national_hour_and_
     try:
         result = dg.materialize(
             ASSETS,
-            selection=["carbon_intensity"],
+            selection=list(STAGE_TABLES["carbon_intensity"]),
             resources={**resources, "carbon_intensity_api": lenient},
             tags=range_tags(WINDOW_START, WINDOW_END),
         )

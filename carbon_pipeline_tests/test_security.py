@@ -414,7 +414,7 @@ def test_prometheus_that_never_finishes_answering_fails_the_run_within_its_time(
     }
     began = time.monotonic()
     result = dg.materialize(
-        [a for a in ASSETS if a.key.path[-1] == "host_cpu_seconds"],
+        [a for a in ASSETS if a.node_def.name == "host_cpu_seconds"],
         resources=resources,
         tags=range_tags(WINDOW_START, WINDOW_START.replace(hour=2)),
         raise_on_error=False,
@@ -500,7 +500,7 @@ def test_a_lock_held_elsewhere_fails_the_window_within_the_lock_timeout(resource
         }
         began = time.monotonic()
         result = dg.materialize(
-            [a for a in ASSETS if a.key.path[-1] == "carbon_intensity"],
+            [a for a in ASSETS if a.node_def.name == "carbon_intensity"],
             resources=patient,
             tags=range_tags(WINDOW_START, WINDOW_START.replace(hour=2)),
             raise_on_error=False,

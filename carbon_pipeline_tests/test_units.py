@@ -560,7 +560,7 @@ def test_impossible_intensities_use_the_forecast_else_the_fallback():
 
 
 def one_host_hour(**values) -> tuple[pd.DataFrame, ...]:
-    """A host-hour and the model, intensities it needs, for energy.host_usage."""
+    """A host-hour and the model, intensities it needs, for energy.instance_usage."""
     frame = pd.DataFrame(
         {
             "timestamp_utc": utc_ns([at(0)]),
@@ -604,9 +604,9 @@ def test_the_full_footprint_reproduces_green_algorithms():
     x PUE. Worked example: 4 cores at 12 W, 50% used, 16 GB, PUE 1.67, 1 h, 200 gCO2eq/kWh:
     (4 x 12 x 0.5 + 16 x 0.3725) x 1.67 = (24 + 5.96) x 1.67 = 50.0332 Wh; 10.00664 gCO2eq.
     Our model gives it with no idle power (the seed's 1 W idle is our own addition)."""
-    from carbon_pipeline.energy import host_usage
+    from carbon_pipeline.energy import instance_usage
 
-    usage = host_usage(
+    usage = instance_usage(
         *one_host_hour(
             cpus=4,
             busy=4 * 3600 * 0.5,
@@ -632,9 +632,9 @@ def test_embodied_carbon_follows_ccf_amortisation():
     """Cloud Carbon Footprint (after the SCI): M = TE x (TR / EL) x (RR / TR). Worked example:
     a 1,000 kgCO2e server lasting 4 years (35,064 h), 8 of its 64 threads held for one hour:
     1,000,000 g x 1/35,064 x 8/64 = 3.565480...; a host up for half the hour holds half."""
-    from carbon_pipeline.energy import host_usage
+    from carbon_pipeline.energy import instance_usage
 
-    full = host_usage(
+    full = instance_usage(
         *one_host_hour(
             cpus=8,
             busy=8 * 1800.0,
@@ -647,7 +647,7 @@ def test_embodied_carbon_follows_ccf_amortisation():
         )
     ).iloc[0]
     assert full["embodied_gco2eq"] == pytest.approx(1e6 / 35064 * 8 / 64, rel=1e-12)
-    half = host_usage(
+    half = instance_usage(
         *one_host_hour(
             cpus=8,
             busy=8 * 900.0,
@@ -661,7 +661,7 @@ def test_embodied_carbon_follows_ccf_amortisation():
     ).iloc[0]
     assert half["embodied_gco2eq"] == pytest.approx(full["embodied_gco2eq"] / 2, rel=1e-12)
     # Embodied carbon does not depend on the grid; a host bigger than a server holds one server.
-    greener = host_usage(
+    greener = instance_usage(
         *one_host_hour(
             cpus=128,
             busy=128 * 1800.0,
@@ -677,9 +677,9 @@ def test_embodied_carbon_follows_ccf_amortisation():
 
 
 def test_an_unknown_memory_is_left_out_of_a_scopes_full_footprint_and_counted():
-    from carbon_pipeline.energy import host_usage, sum_metrics
+    from carbon_pipeline.energy import instance_usage, sum_metrics
 
-    usage = host_usage(
+    usage = instance_usage(
         *one_host_hour(
             cpus=2,
             busy=3600.0,
@@ -692,7 +692,7 @@ def test_an_unknown_memory_is_left_out_of_a_scopes_full_footprint_and_counted():
         )
     )
     assert usage["full_gco2eq"].isna().all() and usage["busy_gco2eq"].iloc[0] == pytest.approx(1.2)
-    known = host_usage(
+    known = instance_usage(
         *one_host_hour(
             cpus=2,
             busy=3600.0,

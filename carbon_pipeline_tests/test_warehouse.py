@@ -32,7 +32,7 @@ def warehouse_url(create_database, prometheus, intensity_server, registry_seed) 
 def host(prometheus, intensity_periods) -> pd.DataFrame:
     """The expected host-hours, from the fleet's truth."""
     _, truth = prometheus
-    frame = expected.host_usage(truth, expected.hourly_intensity(intensity_periods))
+    frame = expected.instance_usage(truth, expected.hourly_intensity(intensity_periods))
     frame["group_name"] = frame["cloud_project_name"] + "_" + frame["machine_name"]
     frame["total_kwh"] = frame["busy_kwh"] + frame["idle_kwh"]
     frame["total_gco2eq"] = frame["busy_gco2eq"] + frame["idle_gco2eq"]

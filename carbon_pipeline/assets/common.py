@@ -1,4 +1,5 @@
-"""What every asset body shares: its window and progress reporting."""
+"""What every stage shares: its partitions and policies, its tables' asset specs, its window
+and progress reporting."""
 
 from __future__ import annotations
 
@@ -10,9 +11,8 @@ from datetime import datetime
 import dagster as dg
 from pandera.errors import SchemaError, SchemaErrors
 
-from carbon_pipeline import timing
+from carbon_pipeline import catalog, timing
 from carbon_pipeline.attribution import GroupNameError
-from carbon_pipeline.automation import catch_up_condition
 from carbon_pipeline.config import ConfigError
 from carbon_pipeline.energy import MissingInputError
 from carbon_pipeline.intensity import MissingIntensityError
@@ -24,14 +24,46 @@ from carbon_pipeline.retries import asset_retry_policy
 from carbon_pipeline.secrets import mask_secrets
 from carbon_pipeline.times import whole_hours
 
-# What every asset shares: one partitioning, one backfill policy, one retry policy, owners.
+# What every stage shares: one partitioning, one backfill policy, one retry policy.
 STAGE_DEFAULTS = {
     "partitions_def": hourly_partitions,
     "backfill_policy": backfill_policy,
     "retry_policy": asset_retry_policy(),
-    "owners": ["team:ada-carbon"],
-    "automation_condition": catch_up_condition(),
 }
+OWNERS = ["team:ada-carbon"]
+
+
+def table_spec(
+    table: str,
+    *,
+    group: str,
+    kinds: set[str],
+    deps: list[str],
+    automation_condition: dg.AutomationCondition | None,
+) -> dg.AssetSpec:
+    """The asset of one warehouse table: its meaning and columns as the table's COMMENTs
+    say (sql/catalog.json), its place in the graph, who owns it."""
+    return dg.AssetSpec(
+        key=table,
+        deps=deps,
+        group_name=group,
+        kinds={*kinds, "postgres"},
+        owners=OWNERS,
+        description=catalog.description(table),
+        metadata={
+            "dagster/column_schema": catalog.column_schema(table),
+            "dagster/table_name": f"public.{table}",
+        },
+        automation_condition=automation_condition,
+    )
+
+
+def materialized(table: str, rows: int, **metadata) -> dg.MaterializeResult:
+    """A table's materialisation: the rows the run wrote into it (for a range, its window's),
+    and whatever else the stage reports."""
+    return dg.MaterializeResult(
+        asset_key=table, metadata={"dagster/row_count": int(rows), **metadata}
+    )
 
 
 # A run with this tag set to "true" replaces the stored host-hours of its window with what
@@ -67,7 +99,7 @@ def bad_input_fails_at_once(body: Callable) -> Callable:
     @functools.wraps(body)
     def guarded(context: dg.AssetExecutionContext, *args, **kwargs):
         try:
-            return body(context, *args, **kwargs)
+            yield from body(context, *args, **kwargs)
         except INPUT_ERRORS as exc:
             _record_failure(context, kwargs.get("warehouse"), exc)
             raise dg.Failure(
@@ -90,7 +122,7 @@ def _record_failure(context: dg.AssetExecutionContext, warehouse, exc: Exception
         start, end = window(context)
         warehouse.record_failure(
             context.run.run_id,
-            context.asset_key.to_user_string(),
+            context.op_def.name,
             start,
             end,
             f"{type(exc).__name__}: {exc}",
@@ -118,7 +150,7 @@ class Progress:
 
     def __init__(self, context: dg.AssetExecutionContext, start: datetime, end: datetime):
         self._context = context
-        self._asset = context.asset_key.to_user_string()
+        self._asset = context.op_def.name
         self._total_hours = (end - start).total_seconds() / 3600
         self._began = time.monotonic()
         self.hours_done = 0.0
@@ -127,8 +159,8 @@ class Progress:
         self._logged = self._began
 
     def finish(self) -> dict:
-        """Logs the seconds this asset spent per phase; returns rows written and seconds spent
-        as materialisation metadata. The breakdown goes to the run's log, not the metadata:
+        """Logs the seconds this stage spent per phase; returns the seconds spent as
+        materialisation metadata. The breakdown goes to the run's log, not the metadata:
         Dagster stores a ranged run's metadata once per partition, and each entry costs about
         0.15 s a year per asset."""
         now = timing.totals()
@@ -138,7 +170,7 @@ class Progress:
             f"{seconds:.1f} s in all; by phase: "
             + ", ".join(f"{name} {value:.2f} s" for name, value in spent.items() if value)
         )
-        return {"dagster/row_count": self.rows, "seconds": round(seconds, 3)}
+        return {"seconds": round(seconds, 3)}
 
     def chunk_done(self, chunk_start: datetime, chunk_end: datetime, rows: int) -> None:
         self.hours_done += (chunk_end - chunk_start).total_seconds() / 3600

@@ -7,8 +7,14 @@ import dagster as dg
 import pandas as pd
 from psycopg.types.json import Jsonb
 
-from carbon_pipeline.assets.common import STAGE_DEFAULTS, Progress, bad_input_fails_at_once, window
-from carbon_pipeline.assets.usage import host_usage
+from carbon_pipeline.assets.common import (
+    STAGE_DEFAULTS,
+    Progress,
+    bad_input_fails_at_once,
+    materialized,
+    table_spec,
+    window,
+)
 from carbon_pipeline.attribution import (
     SCOPE_KEYS,
     UNATTRIBUTED,
@@ -17,40 +23,48 @@ from carbon_pipeline.attribution import (
     scope_facts,
     workspace_usage,
 )
+from carbon_pipeline.automation import derived_condition
 from carbon_pipeline.checks import CONSERVATION, conservation_gaps
+from carbon_pipeline.derivation import registry_versions
 from carbon_pipeline.holdings import holdings, overlapping
 from carbon_pipeline.resources import PipelineSettings, RegistryResource, WarehouseResource
 from carbon_pipeline.resources.warehouse import dimension_ids, ids_of, load_query
-from carbon_pipeline.schemas import (
-    WORKSPACE_FACT_SCHEMA,
-    column_schema,
-    scope_fact_schema,
-    validate,
+from carbon_pipeline.schemas import WORKSPACE_FACT_SCHEMA, scope_fact_schema, validate
+from carbon_pipeline.tables import (
+    FACT_USAGE_INSTANCE,
+    FACT_USAGE_WORKSPACE,
+    SCOPE_FACTS,
+    SCOPE_ID_COLUMNS,
+    STAGE_TABLES,
 )
-from carbon_pipeline.tables import FACT_USAGE_WORKSPACE, SCOPE_FACTS, SCOPE_ID_COLUMNS
 from carbon_pipeline.times import chunks
 from carbon_pipeline.timing import phase
 
 
-@dg.asset(
+@dg.multi_asset(
+    name="usage_facts",
     **STAGE_DEFAULTS,
-    deps=[host_usage],
-    group_name="warehouse",
-    kinds={"pandas", "postgres"},
+    specs=[
+        table_spec(
+            table,
+            group="facts",
+            kinds={"pandas"},
+            deps=[FACT_USAGE_INSTANCE.name, "workspace_registry"],
+            automation_condition=derived_condition(),
+        )
+        for table in STAGE_TABLES["usage_facts"]
+    ],
     check_specs=[
         dg.AssetCheckSpec(
             CONSERVATION,
-            asset="usage_facts",
+            asset=SCOPE_FACTS["ada"].name,
+            additional_deps=[SCOPE_FACTS[s].name for s in SCOPE_FACTS if s != "ada"],
             description=(
-                "For every hour: sum over projects = machines = groups = users (with unattributed) = ada."
+                "For every hour: the sum over projects = machines = groups = users (with "
+                "unattributed) = ada."
             ),
         ),
     ],
-    metadata={
-        "dagster/column_schema": column_schema(scope_fact_schema("ada", [])),
-        "tables": "fact_usage_ada, fact_usage_project, fact_usage_machine, fact_usage_group, "
-        "fact_usage_user, fact_usage_workspace, workspace_session",
-    },
 )
 @bad_input_fails_at_once
 def usage_facts(
@@ -81,7 +95,7 @@ def usage_facts(
     registry_problems.update(problems)
     with warehouse.replace_window(start, end, specs) as writer:
         for chunk_start, chunk_end in chunks(start, end, chunk_hours):
-            usage = warehouse.read_window("host_usage_window", chunk_start, chunk_end)
+            usage = warehouse.read_window("fact_usage_instance_window", chunk_start, chunk_end)
             intervals = overlapping(window_intervals, chunk_start, chunk_end)
             with phase("transform"):
                 shares = hourly_shares(intervals, chunk_start, chunk_end)
@@ -105,6 +119,7 @@ def usage_facts(
             for key in totals:
                 totals[key] += float(facts["ada"][key].sum())
             progress.chunk_done(chunk_start, chunk_end, rows)
+    warehouse.record_derivation("registry_version", registry_versions(window_intervals, start, end))
     with phase("postgres_write"), warehouse.connect() as short:
         recompute_session_totals(
             short,
@@ -116,20 +131,21 @@ def usage_facts(
         )
     for problem in sorted(registry_problems):
         context.log.warning(f"registry: {problem}")
-    return dg.MaterializeResult(
-        metadata={
-            **progress.finish(),
-            **{f"total_{k}": v for k, v in totals.items()},
-            "workspace_sessions": len(sessions_touched),
-            "registry_problems": len(registry_problems),
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=CONSERVATION,
-                passed=worst_gap <= 1e-6,
-                metadata={"largest_relative_gap": worst_gap},
-            ),
-        ],
+    yield materialized(
+        SCOPE_FACTS["ada"].name,
+        writer.rows[SCOPE_FACTS["ada"].name],
+        **progress.finish(),
+        **{f"total_{k}": v for k, v in totals.items()},
+        registry_problems=len(registry_problems),
+    )
+    for table in STAGE_TABLES["usage_facts"][1:-1]:
+        yield materialized(table, writer.rows[table])
+    yield materialized("workspace_session", len(sessions_touched))
+    yield dg.AssetCheckResult(
+        asset_key=SCOPE_FACTS["ada"].name,
+        check_name=CONSERVATION,
+        passed=worst_gap <= 1e-6,
+        metadata={"largest_relative_gap": worst_gap},
     )
 
 

@@ -1,16 +1,22 @@
 """Source stage: what Prometheus and the Carbon Intensity API say, per hour, in Postgres."""
 
+from datetime import UTC, datetime, timedelta
+
 import dagster as dg
 import numpy as np
 import pandas as pd
 
 from carbon_pipeline.assets.common import (
+    OWNERS,
     STAGE_DEFAULTS,
     Progress,
     bad_input_fails_at_once,
+    materialized,
     replace_sources,
+    table_spec,
     window,
 )
+from carbon_pipeline.automation import catch_up_condition, observe_condition
 from carbon_pipeline.captured import (
     HostMerge,
     describe_host_merge,
@@ -25,12 +31,16 @@ from carbon_pipeline.checks import (
     describe_rejections,
     split_implausible,
 )
+from carbon_pipeline.config import env_int
 from carbon_pipeline.coverage import AROUND, BETWEEN, WHOLE_HOUR, Coverage
+from carbon_pipeline.derivation import changed, model_version, registry_versions, stored_versions
 from carbon_pipeline.holdings import holdings
 from carbon_pipeline.intensity import REGIONAL_INTENSITY_COLUMNS, hourly_intensity
+from carbon_pipeline.partitions import PARTITION_KEY_FORMAT, PIPELINE_START, hourly_partitions
 from carbon_pipeline.resources import (
     CarbonIntensityResource,
     PipelineSettings,
+    PowerModelResource,
     PrometheusResource,
     RegistryResource,
     SitesResource,
@@ -40,7 +50,6 @@ from carbon_pipeline.schemas import (
     HOST_CPU_SCHEMA,
     INTENSITY_SCHEMA,
     REGIONAL_INTENSITY_SCHEMA,
-    column_schema,
     validate,
 )
 from carbon_pipeline.tables import (
@@ -50,27 +59,58 @@ from carbon_pipeline.tables import (
     HOST_CPU_HOURLY,
     HOST_CPU_REJECTED,
 )
-from carbon_pipeline.times import chunks
+from carbon_pipeline.times import HOUR, chunks
 from carbon_pipeline.timing import phase
 
-
-@dg.asset(
-    **STAGE_DEFAULTS,
+# The outside systems the captured tables are read from: in the graph, never materialised.
+PROMETHEUS = dg.AssetSpec(
+    "prometheus",
     group_name="sources",
-    kinds={"prometheus", "postgres"},
-    metadata={"dagster/column_schema": column_schema(HOST_CPU_SCHEMA), "table": "host_cpu_hourly"},
+    kinds={"prometheus"},
+    owners=OWNERS,
+    description=(
+        "node_exporter's node_cpu_seconds_total (and node_memory_MemTotal_bytes) of every host, "
+        "scraped by the platform's Prometheus (PROMETHEUS_URL). Its retention is finite: "
+        "host_cpu_hourly keeps what it said."
+    ),
+)
+CARBON_INTENSITY_API = dg.AssetSpec(
+    "carbon_intensity_api",
+    group_name="sources",
+    kinds={"api"},
+    owners=OWNERS,
+    description=(
+        "The GB Carbon Intensity API (CARBON_INTENSITY_API_URL): national actual and forecast "
+        "intensity per half hour, and each site's regional forecast."
+    ),
+)
+# What the captured tables share: their group and their automation (catch-up only: they are
+# the record of what a source said, asked again only for hours missing or failed).
+_CAPTURED = {"group": "sources", "kinds": set(), "automation_condition": catch_up_condition()}
+
+
+@dg.multi_asset(
+    name="host_cpu_seconds",
+    **STAGE_DEFAULTS,
+    specs=[
+        table_spec(HOST_CPU_HOURLY.name, **_CAPTURED, deps=[PROMETHEUS.key]),
+        table_spec(HOST_CPU_REJECTED.name, **_CAPTURED, deps=[PROMETHEUS.key]),
+        # Gaps: hosts known to be up (held by a workspace) without data.
+        table_spec(HOST_CPU_GAPS.name, **_CAPTURED, deps=[PROMETHEUS.key, "workspace_registry"]),
+    ],
     check_specs=[
         dg.AssetCheckSpec(
             COMPLETENESS,
-            asset="host_cpu_seconds",
+            asset=HOST_CPU_HOURLY.name,
             description=(
                 "Every host-hour Prometheus reported is stored: none had impossible numbers "
-                "(not finite, negative, over capacity) and had to be quarantined."
+                "(not finite, negative, over capacity) and had to be quarantined "
+                "(host_cpu_rejected)."
             ),
         ),
         dg.AssetCheckSpec(
             COVERAGE,
-            asset="host_cpu_seconds",
+            asset=HOST_CPU_GAPS.name,
             description=(
                 "No gaps: every host known to be up (held by a workspace, or reporting under "
                 "the same project and machine within 3 hours before and after) has data for "
@@ -159,60 +199,64 @@ def host_cpu_seconds(
         )
     if len(gaps):
         context.log.warning(f"{describe_gaps(gaps)} (see table host_cpu_gaps)")
-    return dg.MaterializeResult(
-        metadata={
-            **progress.finish(),
-            "hosts": len(hosts),
-            "busy_cpu_seconds": busy,
-            "idle_cpu_seconds": idle,
-            "rejected_host_hours": len(rejected),
-            "kept_host_hours": merged.kept_missing,
-            "registry_problems": len(registry_problems),
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=COMPLETENESS,
-                passed=rejected.empty,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "rejected_host_hours": len(rejected),
-                    "examples": describe_rejections(rejected) if len(rejected) else "",
-                },
-            ),
-            dg.AssetCheckResult(
-                check_name=COVERAGE,
-                passed=gaps.empty,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "gap_host_hours": int((gaps["hostname"] != WHOLE_HOUR).sum()),
-                    "hours_with_whole_hour_gaps": int((gaps["hostname"] == WHOLE_HOUR).sum()),
-                    "prometheus_warnings": len(warnings),
-                    "answered_host_hours": merged.answered,
-                    "added_host_hours": merged.added,
-                    "changed_host_hours": merged.changed,
-                    "kept_host_hours": merged.kept_missing,
-                    "kept_over_implausible": merged.kept_over_implausible,
-                    "kept_over_partial": merged.kept_over_partial,
-                    "deleted_host_hours": merged.deleted,
-                    "examples": describe_gaps(gaps) if len(gaps) else "",
-                },
-            ),
-        ],
+    yield materialized(
+        HOST_CPU_HOURLY.name,
+        writer.rows[HOST_CPU_HOURLY.name],
+        **progress.finish(),
+        hosts=len(hosts),
+        busy_cpu_seconds=busy,
+        idle_cpu_seconds=idle,
+        kept_host_hours=merged.kept_missing,
+        registry_problems=len(registry_problems),
     )
+    yield materialized(HOST_CPU_REJECTED.name, writer.rows[HOST_CPU_REJECTED.name])
+    yield materialized(HOST_CPU_GAPS.name, writer.rows[HOST_CPU_GAPS.name])
+    yield from [
+        dg.AssetCheckResult(
+            asset_key=HOST_CPU_HOURLY.name,
+            check_name=COMPLETENESS,
+            passed=rejected.empty,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "rejected_host_hours": len(rejected),
+                "examples": describe_rejections(rejected) if len(rejected) else "",
+            },
+        ),
+        dg.AssetCheckResult(
+            asset_key=HOST_CPU_GAPS.name,
+            check_name=COVERAGE,
+            passed=gaps.empty,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "gap_host_hours": int((gaps["hostname"] != WHOLE_HOUR).sum()),
+                "hours_with_whole_hour_gaps": int((gaps["hostname"] == WHOLE_HOUR).sum()),
+                "prometheus_warnings": len(warnings),
+                "answered_host_hours": merged.answered,
+                "added_host_hours": merged.added,
+                "changed_host_hours": merged.changed,
+                "kept_host_hours": merged.kept_missing,
+                "kept_over_implausible": merged.kept_over_implausible,
+                "kept_over_partial": merged.kept_over_partial,
+                "deleted_host_hours": merged.deleted,
+                "examples": describe_gaps(gaps) if len(gaps) else "",
+            },
+        ),
+    ]
 
 
-@dg.asset(
+@dg.multi_asset(
+    name="carbon_intensity",
     **STAGE_DEFAULTS,
-    group_name="sources",
-    kinds={"api", "postgres"},
-    metadata={
-        "dagster/column_schema": column_schema(INTENSITY_SCHEMA),
-        "table": "carbon_intensity_hourly",
-    },
+    specs=[
+        table_spec(CARBON_INTENSITY_HOURLY.name, **_CAPTURED, deps=[CARBON_INTENSITY_API.key]),
+        table_spec(
+            CARBON_INTENSITY_REGIONAL_HOURLY.name, **_CAPTURED, deps=[CARBON_INTENSITY_API.key]
+        ),
+    ],
     check_specs=[
         dg.AssetCheckSpec(
             INTENSITY_PROVENANCE,
-            asset="carbon_intensity",
+            asset=CARBON_INTENSITY_HOURLY.name,
             description=(
                 "No hour uses the fallback intensity; reports the share of hours whose "
                 "intensity is not an actual (forecast or fallback) and rejected glitches."
@@ -310,23 +354,27 @@ def carbon_intensity(
         "estimated_share": estimated_share,
         "regions": ", ".join(str(r) for r in regional_answers),
     }
-    return dg.MaterializeResult(
-        # The provenance in full is the check's metadata (stored once a run); what the UI
-        # plots across partitions is here.
-        metadata={
-            **progress.finish(),
-            "mean_intensity_gco2eq_per_kwh": float(hours["intensity_gco2eq_per_kwh"].mean()),
-            "estimated_share": estimated_share,
-            "hours_fallback": fallback_hours,
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=INTENSITY_PROVENANCE,
-                passed=fallback_hours == 0,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata=provenance,
-            )
-        ],
+    # The provenance in full is the check's metadata (stored once a run); what the UI plots
+    # across partitions is here.
+    yield materialized(
+        CARBON_INTENSITY_HOURLY.name,
+        writer.rows[CARBON_INTENSITY_HOURLY.name],
+        **progress.finish(),
+        mean_intensity_gco2eq_per_kwh=float(hours["intensity_gco2eq_per_kwh"].mean()),
+        estimated_share=estimated_share,
+        hours_fallback=fallback_hours,
+    )
+    yield materialized(
+        CARBON_INTENSITY_REGIONAL_HOURLY.name,
+        writer.rows[CARBON_INTENSITY_REGIONAL_HOURLY.name],
+        regions=", ".join(str(r) for r in regional_answers),
+    )
+    yield dg.AssetCheckResult(
+        asset_key=CARBON_INTENSITY_HOURLY.name,
+        check_name=INTENSITY_PROVENANCE,
+        passed=fallback_hours == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=provenance,
     )
 
 
@@ -363,4 +411,70 @@ def _fallback_to_national(region_hours: pd.DataFrame, national: pd.DataFrame) ->
         intensity_gco2eq_per_kwh=np.where(
             fallback, filled, region_hours["intensity_gco2eq_per_kwh"]
         )
+    )
+
+
+@dg.observable_source_asset(
+    key="workspace_registry",
+    group_name="sources",
+    partitions_def=hourly_partitions,
+    automation_condition=observe_condition(),
+    tags={"dagster/kind/mongodb": ""},
+    description=(
+        "The workspace registry (MongoDB, MONGO_URI): who held which host when. Observed every "
+        "CARBON_SOURCES_OBSERVE_CRON tick: a new data version for each stored hour of the last "
+        "CARBON_REGISTRY_RECHECK_DAYS (7) days whose holdings differ from those its facts "
+        "were attributed with, which the facts' automation re-derives."
+    ),
+)
+def registry_source(
+    context: dg.OpExecutionContext, registry: RegistryResource, warehouse: WarehouseResource
+) -> dg.DataVersionsByPartition:
+    until = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    days = env_int("CARBON_REGISTRY_RECHECK_DAYS", 7, minimum=0)
+    stored = stored_versions(warehouse, "registry_version", until - timedelta(days=days), until)
+    if stored.empty:
+        return dg.DataVersionsByPartition({})
+    first, last = stored.index.min().to_pydatetime(), stored.index.max().to_pydatetime() + HOUR
+    intervals, _ = holdings(registry, warehouse, first, last, context.run.run_id)
+    versions = changed(stored, registry_versions(intervals, first, last))
+    context.log.info(
+        f"{len(versions)} of {len(stored)} stored hour(s) have other holdings in the registry now"
+    )
+    return _by_partition(versions)
+
+
+@dg.observable_source_asset(
+    key="power_model",
+    group_name="sources",
+    partitions_def=hourly_partitions,
+    automation_condition=observe_condition(),
+    tags={"dagster/kind/csv": ""},
+    description=(
+        "The power model (watts per core, memory, embodied carbon: CARBON_*_WATTS_*, "
+        "CARBON_POWER_MODEL_FILE) and the sites (CARBON_SITE*, CARBON_SITES_FILE). Observed "
+        "every CARBON_SOURCES_OBSERVE_CRON tick: a new data version for every stored hour "
+        "whose host usage was computed with another model, which the usage's automation "
+        "re-derives."
+    ),
+)
+def power_model_source(
+    context: dg.OpExecutionContext,
+    power_model: PowerModelResource,
+    sites: SitesResource,
+    warehouse: WarehouseResource,
+) -> dg.DataVersionsByPartition:
+    until = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    stored = stored_versions(warehouse, "power_model_version", PIPELINE_START, until)
+    versions = changed(stored, model_version(power_model, sites))
+    context.log.info(f"{len(versions)} of {len(stored)} stored hour(s) used another power model")
+    return _by_partition(versions)
+
+
+def _by_partition(versions: pd.Series) -> dg.DataVersionsByPartition:
+    return dg.DataVersionsByPartition(
+        {
+            hour.strftime(PARTITION_KEY_FORMAT): dg.DataVersion(version)
+            for hour, version in versions.items()
+        }
     )

@@ -4,9 +4,18 @@ import dagster as dg
 import pandas as pd
 from psycopg.types.json import Jsonb
 
-from carbon_pipeline.assets.common import STAGE_DEFAULTS, Progress, bad_input_fails_at_once, window
+from carbon_pipeline.assets.common import (
+    STAGE_DEFAULTS,
+    Progress,
+    bad_input_fails_at_once,
+    materialized,
+    table_spec,
+    window,
+)
 from carbon_pipeline.attribution import group_name, refuse_colliding_groups
-from carbon_pipeline.energy import host_usage as compute_host_usage
+from carbon_pipeline.automation import derived_condition
+from carbon_pipeline.derivation import model_version
+from carbon_pipeline.energy import instance_usage
 from carbon_pipeline.resources import (
     PipelineSettings,
     PowerModelResource,
@@ -14,41 +23,45 @@ from carbon_pipeline.resources import (
     WarehouseResource,
 )
 from carbon_pipeline.resources.warehouse import dimension_ids, ids_of
-from carbon_pipeline.schemas import (
-    HOST_USAGE_SCHEMA,
-    column_schema,
-    validate,
-)
-from carbon_pipeline.tables import FACT_USAGE_INSTANCE
+from carbon_pipeline.schemas import INSTANCE_USAGE_SCHEMA, validate
+from carbon_pipeline.tables import FACT_USAGE_INSTANCE, STAGE_TABLES
 from carbon_pipeline.times import chunks
 from carbon_pipeline.timing import phase
 
 
-@dg.asset(
+@dg.multi_asset(
+    name="fact_usage_instance",
     **STAGE_DEFAULTS,
-    deps=["host_cpu_seconds", "carbon_intensity"],
-    group_name="usage",
-    kinds={"pandas", "postgres"},
-    metadata={
-        "dagster/column_schema": column_schema(HOST_USAGE_SCHEMA),
-        "table": "fact_usage_instance",
-    },
+    specs=[
+        table_spec(
+            FACT_USAGE_INSTANCE.name,
+            group="usage",
+            kinds={"pandas"},
+            deps=[
+                *STAGE_TABLES["host_cpu_seconds"][:1],
+                *STAGE_TABLES["carbon_intensity"],
+                "power_model",
+            ],
+            automation_condition=derived_condition(),
+        )
+    ],
 )
 @bad_input_fails_at_once
-def host_usage(
+def fact_usage_instance(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     power_model: PowerModelResource,
     sites: SitesResource,
     settings: PipelineSettings,
 ) -> dg.MaterializeResult:
-    """Electricity [kWh] and carbon [gCO2eq] of every host-hour (table `fact_usage_instance`).
+    """Electricity [kWh] and carbon [gCO2eq] of every host-hour (table fact_usage_instance).
     The seed's footprint: busy and idle, W/core of the host's machine type x CPU seconds /
     3.6e6, times the hour's national intensity. Beside it the full one: memory, the site's
     facility overhead (PUE), the server's embodied carbon, and the carbon at the site's
     regional intensity (docs/methodology.md)."""
     start, end = window(context)
     progress = Progress(context, start, end)
+    version = model_version(power_model, sites)
     totals = dict.fromkeys(
         ("busy_kwh", "idle_kwh", "busy_gco2eq", "idle_gco2eq", "full_kwh", "full_gco2eq"), 0.0
     )
@@ -67,8 +80,8 @@ def host_usage(
                 regional = regional.rename(
                     columns={"intensity_gco2eq_per_kwh": "regional_intensity_gco2eq_per_kwh"}
                 )
-                usage = compute_host_usage(cpu, intensity, model, regional)
-                usage = validate(HOST_USAGE_SCHEMA, usage)
+                usage = instance_usage(cpu, intensity, model, regional)
+                usage = validate(INSTANCE_USAGE_SCHEMA, usage)
                 unknown_memory += int(usage["memory_gib"].isna().sum())
                 unknown_regional += int(usage["regional_intensity_gco2eq_per_kwh"].isna().sum())
             with warehouse.connect() as short:  # its own short transaction
@@ -88,13 +101,17 @@ def host_usage(
             "before migration 0008): their regional_gco2eq is unknown (NULL); materialise "
             "carbon_intensity for those hours to fill it"
         )
-    return dg.MaterializeResult(
-        metadata={
-            **progress.finish(),
-            **{f"total_{k}": v for k, v in totals.items()},
-            "host_hours_without_memory": unknown_memory,
-            "host_hours_without_regional_intensity": unknown_regional,
-        }
+    warehouse.record_derivation(
+        "power_model_version",
+        pd.Series(version, index=pd.date_range(start, end, freq="h", inclusive="left")),
+    )
+    yield materialized(
+        FACT_USAGE_INSTANCE.name,
+        writer.rows[FACT_USAGE_INSTANCE.name],
+        **progress.finish(),
+        **{f"total_{k}": v for k, v in totals.items()},
+        host_hours_without_memory=unknown_memory,
+        host_hours_without_regional_intensity=unknown_regional,
     )
 
 

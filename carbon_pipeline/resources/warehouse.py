@@ -226,6 +226,7 @@ class WindowWriter:
     def __init__(self, conn: psycopg.Connection, specs: dict[str, TableSpec]):
         self._conn = conn
         self._specs = specs
+        self.rows = dict.fromkeys(specs, 0)  # rows written per table
 
     @property
     def connection(self) -> psycopg.Connection:
@@ -241,6 +242,7 @@ class WindowWriter:
         with phase("postgres_write"), self._conn.cursor() as cur:
             with cur.copy(f"COPY {spec.name} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(payload)
+        self.rows[table] += len(frame)
         return len(frame)
 
 
@@ -309,6 +311,23 @@ class WarehouseResource(dg.ConfigurableResource):
                 "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id, asset, start_utc) "
                 "DO UPDATE SET failed_at = now(), error = EXCLUDED.error, end_utc = EXCLUDED.end_utc",
                 (run_id, asset, start, end, mask_secrets(error)[:2000]),
+            )
+
+    def record_derivation(self, column: str, versions: pd.Series) -> None:
+        """What the hours (versions' index) were derived from (hour_derivation.<column>), after
+        their window committed: at worst an hour is re-derived once more than needed."""
+        if column not in ("power_model_version", "registry_version"):
+            raise ValueError(f"hour_derivation has no column {column}")
+        with phase("postgres_write"), self.connect() as conn:
+            conn.execute(
+                f"INSERT INTO hour_derivation (timestamp_utc, {column}) "
+                "SELECT * FROM unnest(%(hours)s::timestamptz[], %(versions)s::text[]) "
+                f"ON CONFLICT (timestamp_utc) DO UPDATE SET {column} = EXCLUDED.{column} "
+                f"WHERE hour_derivation.{column} IS DISTINCT FROM EXCLUDED.{column}",
+                {
+                    "hours": [t.to_pydatetime() for t in versions.index],
+                    "versions": versions.tolist(),
+                },
             )
 
     def apply_policy(self) -> None:
