@@ -40,8 +40,10 @@ AUTOMATION_SECONDS = env_int("CARBON_PIPELINE_AUTOMATION_SECONDS", 60, minimum=5
 # The sources observed for changes: partitioned by hour, a new data version per changed hour.
 OBSERVED_SOURCES = ("workspace_registry", "power_model")
 _STATUS = env_choice("CARBON_PIPELINE_SCHEDULE_STATUS", "RUNNING", ("RUNNING", "STOPPED"))
-# The automation sensor's own switch (default: as the schedules).
-_AUTOMATION_STATUS = env_choice("CARBON_PIPELINE_AUTOMATION_STATUS", _STATUS, ("RUNNING", "STOPPED"))
+# The sensors' own switch (default: as the schedules).
+AUTOMATION_STATUS = dg.DefaultSensorStatus[
+    env_choice("CARBON_PIPELINE_AUTOMATION_STATUS", _STATUS, ("RUNNING", "STOPPED"))
+]
 
 
 def catch_up_condition(days: int = CATCH_UP_DAYS) -> dg.AutomationCondition | None:
@@ -124,7 +126,7 @@ def facts_freshness(warehouse: WarehouseResource) -> dg.AssetCheckResult:
 catch_up_sensor = dg.AutomationConditionSensorDefinition(
     "catch_up_sensor",
     target=dg.AssetSelection.all(include_sources=True),
-    default_status=dg.DefaultSensorStatus[_AUTOMATION_STATUS],
+    default_status=AUTOMATION_STATUS,
     minimum_interval_seconds=AUTOMATION_SECONDS,
     description=(
         "Dagster's automation: materialises the hours of the last CARBON_PIPELINE_CATCHUP_DAYS "

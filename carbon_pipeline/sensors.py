@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pandas as pd
 
+from carbon_pipeline.automation import AUTOMATION_STATUS
 from carbon_pipeline.captured import provenance_rank
-from carbon_pipeline.config import env_choice, env_int
+from carbon_pipeline.config import env_int
 from carbon_pipeline.intensity import hourly_intensity
 from carbon_pipeline.partitions import range_tags
 from carbon_pipeline.resources import CarbonIntensityResource, WarehouseResource
@@ -90,9 +91,7 @@ def _improvable_regional_hours(
 @dg.sensor(
     job=hourly_job,
     minimum_interval_seconds=env_int("CARBON_INTENSITY_RECHECK_SECONDS", 3600, minimum=30),
-    default_status=dg.DefaultSensorStatus[
-        env_choice("CARBON_PIPELINE_SCHEDULE_STATUS", "RUNNING", ("RUNNING", "STOPPED"))
-    ],
+    default_status=AUTOMATION_STATUS,
     description=(
         "Finds hours stored with a forecast or fallback intensity (within "
         "CARBON_INTENSITY_RECHECK_DAYS, default 7) for which the API now has actuals, and "

@@ -30,6 +30,7 @@ from carbon_pipeline_tests.test_record import registry_with
 REPO = Path(__file__).resolve().parents[1]
 START, END = t("2025-03-03T06:00"), t("2025-03-03T14:00")
 FACTS = STAGE_TABLES["usage_facts"]
+TABLES = [table for tables in STAGE_TABLES.values() for table in tables]
 USAGE = STAGE_TABLES["fact_usage_instance"]
 
 
@@ -211,12 +212,12 @@ def _new_partitions(instance, tables, since: dict[str, int]) -> dict[str, set[da
     return new
 
 
-def _wait_for_rederivation(instance, since, hours: set, tables, seconds=300) -> None:
-    """Until every table in `tables` has materialised `hours` since `since`, and no run is
+def _wait_for_rederivation(instance, since, expected: dict[str, set], seconds=300) -> None:
+    """Until every table has materialised its `expected` hours since `since`, and no run is
     going on."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        new = _new_partitions(instance, tables, since)
+        new = _new_partitions(instance, list(expected), since)
         busy = instance.get_runs(
             filters=dg.RunsFilter(
                 statuses=[
@@ -227,17 +228,16 @@ def _wait_for_rederivation(instance, since, hours: set, tables, seconds=300) -> 
                 ]
             )
         )
-        if all(new.get(t, set()) >= hours for t in tables) and not busy:
+        if all(new.get(t, set()) >= hours for t, hours in expected.items()) and not busy:
             return
         time.sleep(2)
     raise AssertionError(f"not re-derived within {seconds} s: {new}")
 
 
 def _storage_ids(instance) -> dict[str, int]:
-    tables = [t for ts in STAGE_TABLES.values() for t in ts]
     return {
         t: instance.fetch_materializations(dg.AssetKey(t), limit=1).records[0].storage_id
-        for t in tables
+        for t in TABLES
     }
 
 
@@ -246,13 +246,25 @@ def test_corrections_rederive_by_themselves_through_the_daemon(
     start_deployment,  # noqa: F811 (the fixture imported above)
     resources,
     create_database,
+    intensity_periods,
     tmp_path,
+    request,
 ):
-    """A deployment's daemon, nobody at the keyboard: a registry correction re-materialises
-    the facts of exactly the hours it changes; a changed power-model file the host usage and
-    facts of every stored hour; each equal to a fresh derivation with the corrected inputs."""
+    """A deployment's daemon, nobody at the keyboard: late actuals re-materialise the
+    intensity, usage and facts of the hours they improve, a registry correction the facts of
+    exactly the hours it changes, a changed power-model file the usage and facts of every
+    stored hour; each equal to a fresh derivation with the corrected inputs."""
     from carbon_pipeline.demo.fleet import Fleet
+    from carbon_pipeline.demo.intensity_server import IntensityServer
     from carbon_pipeline.demo.loader import write_registry_seed
+    from carbon_pipeline.resources import CarbonIntensityResource
+
+    # The API has no actuals yet for 06:00-09:00 (forecasts only).
+    late = intensity_periods.copy()
+    pending = (late["period_from"] >= START) & (late["period_from"] < t("2025-03-03T09:00"))
+    late.loc[pending, "actual"] = float("nan")
+    api = IntensityServer(late).start()
+    request.addfinalizer(api.stop)
 
     watts = tmp_path / "watts.csv"
     watts.write_text("machine_name,busy_watts_per_core,idle_watts_per_core\nMuon,12,1\n")
@@ -261,8 +273,12 @@ def test_corrections_rederive_by_themselves_through_the_daemon(
         **resources,
         "registry": registry,
         "power_model": PowerModelResource(overrides_file=str(watts)),
+        "carbon_intensity_api": CarbonIntensityResource(api_url=api.url, retries=0),
     }
     env = start_deployment(
+        CARBON_INTENSITY_API_URL=api.url,
+        CARBON_INTENSITY_RECHECK_SECONDS="30",
+        CARBON_INTENSITY_RECHECK_DAYS="3650",
         MONGO_DATABASE=registry.database,
         MONGO_SEED_DIR=registry.seed_dir,
         CARBON_POWER_MODEL_FILE=str(watts),
@@ -277,44 +293,57 @@ def test_corrections_rederive_by_themselves_through_the_daemon(
     hours = {START + timedelta(hours=h) for h in range(8)}
     before = read_table(env["DATABASE_URL"], HOURLY)
 
-    # Dave's workspace ended at 09:15, not 20:45: the seed the deployment reads is corrected.
+    # The actuals are published; Dave's workspace ended at 09:15, not 20:45 (the seed the
+    # deployment reads is corrected).
     fleet = build_fleet()
     corrected = [
         {**w, "deleted_time": t("2025-03-03T09:15")} if w["owner"] == "dave" else w
         for w in fleet.workspaces
     ]
     since = _storage_ids(instance)
+    api.periods = intensity_periods.sort_values("period_from", ignore_index=True)
     write_registry_seed(
         Fleet(fleet.hosts, workspaces=corrected, users=fleet.users, groups=fleet.groups),
         Path(registry.seed_dir),
     )
-    changed = {h for h in hours if h >= t("2025-03-03T09:00")}
-    _wait_for_rederivation(instance, since, changed, FACTS)
-    assert _new_partitions(instance, [t for ts in STAGE_TABLES.values() for t in ts], since) == (
-        dict.fromkeys(FACTS, changed)
-    )
-    reference = create_database()
-    fresh = {**deployed, "warehouse": type(resources["warehouse"])(database_url=reference)}
-    fresh["registry"] = registry_with(tmp_path, "daemon_reference", workspaces=corrected)
-    assert materialize_range(fresh, START, END).success
+    # While the deployment waits for its next observation: the fresh derivations to compare
+    # with, with the corrected registry, then also with the new watts.
+    corrected_registry = registry_with(tmp_path, "daemon_reference", workspaces=corrected)
+    references = []
+    for model in ("12", "15"):
+        new_watts = tmp_path / f"watts{model}.csv"
+        new_watts.write_text(
+            f"machine_name,busy_watts_per_core,idle_watts_per_core\nMuon,{model},1\n"
+        )
+        reference = create_database()
+        fresh = {
+            **resources,
+            "warehouse": type(resources["warehouse"])(database_url=reference),
+            "registry": corrected_registry,
+            "power_model": PowerModelResource(overrides_file=str(new_watts)),
+        }
+        assert materialize_range(fresh, START, END).success
+        references.append(read_table(reference, HOURLY))
+    improved = {h for h in hours if h < t("2025-03-03T09:00")}
+    expected_runs = {
+        **dict.fromkeys([*STAGE_TABLES["carbon_intensity"], *USAGE], improved),
+        **dict.fromkeys(FACTS, hours),  # improved, and changed hands from 09:00
+    }
+    _wait_for_rederivation(instance, since, expected_runs)
+    assert _new_partitions(instance, TABLES, since) == expected_runs
     after = read_table(env["DATABASE_URL"], HOURLY)
-    pd.testing.assert_frame_equal(after, read_table(reference, HOURLY))
+    pd.testing.assert_frame_equal(after, references[0])
     dave = after["scope_name"] == "dave"
     assert after[dave]["busy_kwh"].sum() < before[before["scope_name"] == "dave"]["busy_kwh"].sum()
 
     # Muon's busy cores draw 15 W, not 12: every stored hour's usage and facts, nothing else.
     since = _storage_ids(instance)
     watts.write_text("machine_name,busy_watts_per_core,idle_watts_per_core\nMuon,15,1\n")
-    _wait_for_rederivation(instance, since, hours, [*USAGE, *FACTS])
-    assert _new_partitions(instance, [t for ts in STAGE_TABLES.values() for t in ts], since) == (
-        dict.fromkeys([*USAGE, *FACTS], hours)
-    )
-    reference = create_database()
-    fresh["warehouse"] = type(resources["warehouse"])(database_url=reference)
-    fresh["power_model"] = PowerModelResource(overrides_file=str(watts))
-    assert materialize_range(fresh, START, END).success
+    expected_runs = dict.fromkeys([*USAGE, *FACTS], hours)
+    _wait_for_rederivation(instance, since, expected_runs)
+    assert _new_partitions(instance, TABLES, since) == expected_runs
     rederived = read_table(env["DATABASE_URL"], HOURLY)
-    pd.testing.assert_frame_equal(rederived, read_table(reference, HOURLY))
+    pd.testing.assert_frame_equal(rederived, references[1])
     muon = read_table(
         env["DATABASE_URL"],
         "SELECT sum(busy_kwh) AS kwh FROM v_usage_hourly WHERE scope = 'machine' "
