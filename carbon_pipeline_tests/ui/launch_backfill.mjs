@@ -14,8 +14,12 @@ const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
 const shot = (name) => page.screenshot({ path: `${shots}/${name}.png` });
 let result = { status: 'not launched' };
 try {
+  // The UI's "Join the Dagster community" dialog may open at any moment (late on a busy
+  // machine) and cover what we click: dismiss it whenever it shows.
+  await page.addLocatorHandler(page.getByRole('button', { name: 'Skip' }), async (skip) => {
+    await skip.click();
+  });
   await page.goto(`${base}/locations/carbon_pipeline.definitions/jobs/hourly_carbon_job`, { waitUntil: 'networkidle' });
-  await page.getByRole('button', { name: 'Skip' }).click({ timeout: 5000 }).catch(() => {});
   await shot('1-job');
   await page.getByRole('button', { name: /Materialize all/ }).click();
   // Newer UIs fold the partition range behind this link; older ones show it at once.
