@@ -121,6 +121,8 @@ def prepare(
         text = TEMPLATE.read_text()
         if sqlite:
             config = yaml.safe_load(text)
+            for part in ("run_storage", "event_log_storage", "schedule_storage"):
+                config.pop(part, None)
             config["storage"] = {"sqlite": {"base_dir": str(home / "storage")}}
             text = "# SQLite storage, as asked for: " + SQLITE_COST + "\n" + yaml.safe_dump(config)
         config_file.write_text(text)

@@ -109,12 +109,17 @@ def measure_pipeline(args) -> dict:
 
     from carbon_pipeline import timing
     from carbon_pipeline.backfill import backfill
+    from carbon_pipeline.terminal import quiet
 
     start, end = datetime.fromisoformat(args.start), datetime.fromisoformat(args.end)
     timing.reset()
     began = time.perf_counter()
     results = backfill(
-        start, end, instance=dg.DagsterInstance.get(), hours_per_run=args.hours_per_run
+        start,
+        end,
+        instance=dg.DagsterInstance.get(),
+        hours_per_run=args.hours_per_run,
+        run_config=quiet(),
     )
     wall = time.perf_counter() - began
     assert all(r.success for r in results), "a benchmark run failed"
@@ -239,6 +244,7 @@ def measure_noop(args) -> dict:
 
     from carbon_pipeline.backfill import backfill
     from carbon_pipeline.definitions import ASSETS
+    from carbon_pipeline.terminal import quiet
 
     job = dg.Definitions(
         assets=[noop_copy(a) for a in ASSETS],
@@ -248,7 +254,12 @@ def measure_noop(args) -> dict:
     start, end = datetime.fromisoformat(args.start), datetime.fromisoformat(args.end)
     began = time.perf_counter()
     results = backfill(
-        start, end, instance=dg.DagsterInstance.get(), job=job, hours_per_run=args.hours_per_run
+        start,
+        end,
+        instance=dg.DagsterInstance.get(),
+        job=job,
+        hours_per_run=args.hours_per_run,
+        run_config=quiet(),
     )
     assert all(r.success for r in results)
     return {
