@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 
 UI_TESTS := carbon_pipeline_tests/ui
 
-.PHONY: setup catalog demo demo-ui ui test test-bench test-newest test-oldest upgrade lint bench bench-quick
+.PHONY: setup catalog demo demo-ui ui test test-daemon test-bench test-newest test-oldest upgrade lint bench bench-quick
 
 # The environment is exactly what uv.lock says (versions and hashes), installed by uv, whose
 # own version and hashes are in the lock too: pip only bootstraps that uv, hash-checked.
@@ -53,12 +53,19 @@ $(UI_TESTS)/node_modules/playwright-core: $(UI_TESTS)/package.json $(UI_TESTS)/p
 	touch $@
 
 # Independent tests run side by side (pytest-xdist): most of the suite's time is spent waiting
-# on daemons and run launches, not computing. TEST_WORKERS=0 runs them one after the other.
+# on the services and on processes starting, not computing. TEST_WORKERS=0 runs them one after
+# the other.
 TEST_WORKERS ?= 4
 PYTEST = pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
-test: setup /usr/bin/chromium /usr/bin/promtool $(UI_TESTS)/node_modules/playwright-core
+test: setup /usr/bin/promtool
 	$(BIN)/$(PYTEST)
+
+# A deployment end to end (marker `daemon`): dagster-daemon, the webserver and a browser, whose
+# tests wait on the daemon's ticks (a backfill tick is 30 s, an observation a cron minute);
+# CI runs them after `make test`, which stays quick for the edit-test loop.
+test-daemon: setup /usr/bin/chromium /usr/bin/promtool $(UI_TESTS)/node_modules/playwright-core
+	$(BIN)/pytest -n 3 --dist loadgroup --no-loadscope-reorder -m daemon
 
 # The benchmark's own test (its quick mode end to end), which CI runs after `make test`.
 test-bench: setup /usr/bin/promtool
@@ -68,7 +75,7 @@ test-bench: setup /usr/bin/promtool
 # the oldest it names, each in its own environment; the lock and .venv stay as they are.
 test-newest: RESOLUTION = highest
 test-oldest: RESOLUTION = lowest-direct
-test-newest test-oldest: setup /usr/bin/chromium /usr/bin/promtool $(UI_TESTS)/node_modules/playwright-core
+test-newest test-oldest: setup /usr/bin/promtool
 	@$(BIN)/uv venv --quiet --allow-existing --python $(PYTHON) .venv-$(RESOLUTION)
 	@$(BIN)/uv pip install --quiet --python .venv-$(RESOLUTION)/bin/python --upgrade \
 	  --resolution $(RESOLUTION) --group dev -e .

@@ -242,6 +242,7 @@ def _storage_ids(instance) -> dict[str, int]:
     }
 
 
+@pytest.mark.daemon
 @pytest.mark.slow(seconds=110)
 def test_corrections_rederive_by_themselves_through_the_daemon(
     start_deployment,  # noqa: F811 (the fixture imported above)

@@ -23,6 +23,7 @@ from carbon_pipeline_tests import expected
 from carbon_pipeline_tests.conftest import read_table
 from carbon_pipeline_tests.fleet_spec import t
 
+pytestmark = pytest.mark.daemon
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
