@@ -25,6 +25,9 @@ LINES = {
         "daemon picks it up: first run submitted",
         "the UI backfill (e) / the CLI backfill (a) =",
         "(f) two concurrent backfills of the halves:",
+        "(f_months) two concurrent backfills whose runs share months:",
+        "(f_three) three concurrent backfills of the thirds:",
+        "waiting on locks",
     ),
 }
 
@@ -68,4 +71,6 @@ def test_quick_benchmark_reports_every_measurement(tmp_path, only):
     assert rows["host_cpu_hourly"] == rows["fact_usage_instance"] > 168 * 15
     if only == "aef":
         assert report["e"]["rows"] == rows  # the UI path wrote exactly what the CLI path did
-        assert report["f"]["rows"] == rows  # and so did two concurrent backfills of its halves
+        # and so did the concurrent backfills: halves, runs sharing months, thirds
+        assert report["f"]["rows"] == report["f_months"]["rows"] == report["f_three"]["rows"] == rows
+        assert all(0 <= report[f]["lock_wait_share"] <= 1 for f in ("f", "f_months", "f_three"))

@@ -111,6 +111,116 @@ def test_windows_of_shared_hosts_and_sessions_never_wait_on_each_other(
     assert sessions.values.tolist() == [["alice", 96 * 3600.0], ["bob", 24 * 3600.0]]
 
 
+APRIL_2, APRIL_2_NOON = t("2025-04-02T00:00"), t("2025-04-02T12:00")
+
+
+def _run(local: dict, start, end, results: dict, key) -> None:
+    with dg.DagsterInstance.ephemeral() as instance:
+        results[key] = materialize_range(local, start, end, instance=instance)
+
+
+def _wait_until_waiting(database_url: str, query_start: str, seconds: float = 120) -> bool:
+    """Whether a session of the database waits on a lock in a statement starting so, within
+    `seconds` (polled)."""
+    deadline = time.monotonic() + seconds
+    with psycopg.connect(database_url, autocommit=True) as watcher:
+        while time.monotonic() < deadline:
+            (waiting,) = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query ILIKE %s",
+                (f"{query_start}%",),
+            ).fetchone()
+            if waiting:
+                return True
+            time.sleep(0.05)
+    return False
+
+
+def _hold_rows(database_url: str, table: str, start, end) -> psycopg.Connection:
+    """A transaction holding a share lock on the stored rows of [start, end) of `table`: a
+    window over them stops at its DELETE, holding whatever it holds by then."""
+    blocker = psycopg.connect(database_url)
+    blocker.execute(
+        f"SELECT 1 FROM {table} WHERE timestamp_utc >= %s AND timestamp_utc < %s FOR SHARE",
+        (start, end),
+    )
+    return blocker
+
+
+@pytest.mark.parametrize("table", ["host_cpu_hourly", "fact_usage_instance", "fact_usage_user"])
+def test_windows_of_one_month_wait_only_where_their_hours_overlap(
+    resources, database_url, two_months, table
+):
+    local = resources_for(resources, two_months, f"ada_overlap_{table}")
+    assert materialize_range(local, MARCH, MAY).success
+    clean = snapshot(database_url)
+    results: dict = {}
+    # Disjoint hours of one month (April 1st, April 2nd): A stopped inside its window while B
+    # runs whole.
+    blocker = _hold_rows(database_url, table, APRIL, APRIL_2)
+    a = threading.Thread(target=_run, args=(local, APRIL, APRIL_2, results, "a"))
+    a.start()
+    b = threading.Thread(target=_run, args=(local, APRIL_2, MAY, results, "b"))
+    try:
+        assert _wait_until_waiting(database_url, f"DELETE FROM {table}"), "A never got there"
+        b.start()
+        b.join(timeout=240)
+        assert not b.is_alive(), f"B (disjoint hours) waited while A was held in {table}"
+    finally:
+        blocker.rollback()
+        blocker.close()
+        a.join(timeout=300)
+        b.join(timeout=300)
+    assert results["a"].success and results["b"].success
+    assert_same(clean, snapshot(database_url))
+
+    # Overlapping hours (A to April 2nd noon, B from April 2nd): B waits for A's hours, then
+    # both complete and every row is there once.
+    blocker = _hold_rows(database_url, table, APRIL, APRIL_2)
+    a = threading.Thread(target=_run, args=(local, APRIL, APRIL_2_NOON, results, "a"))
+    a.start()
+    try:
+        assert _wait_until_waiting(database_url, f"DELETE FROM {table}"), "A never got there"
+        b = threading.Thread(target=_run, args=(local, APRIL_2, MAY, results, "b"))
+        b.start()
+        assert _wait_until_waiting(database_url, "SELECT name FROM write_lock"), "B never waited"
+    finally:
+        blocker.rollback()
+        blocker.close()
+        a.join(timeout=300)
+    b.join(timeout=300)
+    assert results["a"].success and results["b"].success
+    assert_same(clean, snapshot(database_url))
+
+
+def test_concurrent_windows_sharing_hosts_and_sessions_finish_exact(
+    resources, database_url, two_months
+):
+    """Five windows at once over the same hosts, dimensions and the spanning sessions, two of
+    them overlapping others: no deadlock, and exactly the rows of one run over the range."""
+    local = resources_for(resources, two_months, "ada_concurrent")
+    assert materialize_range(local, MARCH, MAY).success
+    clean = snapshot(database_url)
+    windows = [
+        (MARCH, t("2025-03-31T06:00")),
+        (t("2025-03-31T06:00"), APRIL),
+        (APRIL, APRIL_2_NOON),
+        (APRIL_2_NOON, MAY),
+        (t("2025-03-31T12:00"), APRIL_2),
+    ]
+    results: dict = {}
+    threads = [
+        threading.Thread(target=_run, args=(local, start, end, results, n))
+        for n, (start, end) in enumerate(windows)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert all(results[n].success for n in range(len(windows)))
+    assert_same(clean, snapshot(database_url))
+
+
 def test_an_answer_refused_for_its_size_is_asked_again_in_parts(
     resources, database_url, create_database, two_months, tmp_path
 ):

@@ -166,13 +166,12 @@ def _limit_hit(exc: BaseException, warehouse: WarehouseResource) -> str | None:
     return None
 
 
-def months(start: datetime, end: datetime) -> list[str]:
-    """The UTC months ('YYYY-MM') that [start, end) touches, in order."""
-    first = pd.Timestamp(start).tz_convert("UTC").tz_localize(None).to_period("M")
-    last = (
-        pd.Timestamp(end).tz_convert("UTC").tz_localize(None) - pd.Timedelta(microseconds=1)
-    ).to_period("M")
-    return [str(p) for p in pd.period_range(first, last, freq="M")]
+def write_locks(tables: Sequence[str], start: datetime, end: datetime) -> list[str]:
+    """The write_lock rows a window of `tables` over [start, end) holds: one per table set and
+    hour, in name (= time) order. Windows wait for each other only where their hours overlap."""
+    table_set = ",".join(tables)
+    hours = pd.date_range(start, end, freq="h", inclusive="left", tz="UTC")
+    return [f"write:{table_set}:{hour:%Y-%m-%dT%H}" for hour in hours]
 
 
 def migrations() -> list[tuple[str, str]]:
@@ -371,7 +370,8 @@ class WarehouseResource(dg.ConfigurableResource):
     ) -> None:
         """Create the monthly partitions [start, end) needs, and the next month's ahead of
         time (so the hour that opens a month finds it ready), and the write locks' rows. Own
-        short transaction."""
+        short transaction; it waits on another window only to create the same lock rows or
+        a missing partition (carbon_ensure_month_partitions locks only when one is missing)."""
         ahead = end + timedelta(days=31)
         with self.connect() as conn:
             if lock_names:
@@ -394,10 +394,11 @@ class WarehouseResource(dg.ConfigurableResource):
     ) -> Iterator[WindowWriter]:
         """One transaction that deletes [start, end) from every table and lets the caller
         COPY the new rows in. Readers see the old rows until it commits; on any error the
-        old rows stay. Two runs writing the same tables in the same month wait for each other
-        (a lock per table set and month), runs on other months go on in parallel."""
+        old rows stay. Two runs writing the same tables wait for each other only where their
+        hours overlap (a lock per table set and hour); the last to commit wins, nothing is
+        doubled."""
         names = [s.name for s in specs]
-        lock_names = [f"write:{','.join(names)}:{month}" for month in months(start, end)]
+        lock_names = write_locks(names, start, end)
         with phase("postgres_write"):
             self.ensure_partitions(start, end, names, lock_names)
         with self._bounded(), self.engine.connect() as sa_conn:
