@@ -612,7 +612,12 @@ def main_bench(args) -> int:
         # (a), (d), (e) and (f) are timed `repeat` times, alternately, and the fastest of each kept: this
         # shared machine's speed drifts by 10-25 % between runs (timeit's rule: the minimum is
         # the measurement, the rest is noise from elsewhere).
-        tries: dict[str, list[dict]] = {"a": [], "d": [], "e": [], **{k: [] for k in CONCURRENT_SHAPES}}
+        tries: dict[str, list[dict]] = {
+            "a": [],
+            "d": [],
+            "e": [],
+            **{k: [] for k in CONCURRENT_SHAPES},
+        }
         for attempt in range(repeat):
             log(
                 f"(a) backfill of {hosts} hosts x {hours} hours through Dagster ({attempt + 1}/{repeat}) ..."

@@ -115,9 +115,7 @@ def test_bulk_event_log_stores_a_ranged_run_as_dagster_postgres_does(
             assert isinstance(instance.event_log_storage, BulkPostgresEventLogStorage)
     assert results["ours"] == results["stock"]
     # and what both hold is the run: every key and hour once, its checks per hour
-    hours = {
-        (START + timedelta(hours=n)).strftime("%Y-%m-%d-%H:%M") for n in range(HOURS)
-    }
+    hours = {(START + timedelta(hours=n)).strftime("%Y-%m-%d-%H:%M") for n in range(HOURS)}
     ours = results["ours"]
     assert all(partitions == hours for partitions in ours["materialized"].values())
     assert set(ours["latest"].values()) == {max(hours)}
