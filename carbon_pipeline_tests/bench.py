@@ -129,7 +129,8 @@ def measure_pipeline(args) -> dict:
             run_config=quiet(),
         )
     wall = time.perf_counter() - began
-    assert all(r.success for r in results), "a benchmark run failed"
+    failed = [r.run_id for r in results if not r.success]
+    assert not failed, "a benchmark run failed: " + run_errors(failed[0])
     rows = count_rows(os.environ["DATABASE_URL"])
     return {
         "wall": wall,
@@ -139,6 +140,18 @@ def measure_pipeline(args) -> dict:
         "bytes": table_bytes(os.environ["DATABASE_URL"]),
         "peak_rss_mib": peak_rss_mib(),
     }
+
+
+def run_errors(run_id: str) -> str:
+    """The errors of a failed run's steps, from the instance's event log."""
+    import dagster as dg
+
+    failures = [
+        record.dagster_event.event_specific_data.error.to_string()
+        for record in dg.DagsterInstance.get().all_logs(run_id)
+        if record.is_dagster_event and record.dagster_event.event_type_value == "STEP_FAILURE"
+    ]
+    return f"run {run_id}:\n" + "\n".join(failures)[-3000:]
 
 
 def table_bytes(database_url: str) -> dict:

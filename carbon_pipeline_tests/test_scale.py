@@ -197,10 +197,10 @@ def test_concurrent_windows_sharing_hosts_and_sessions_finish_exact(
     resources, database_url, two_months
 ):
     """Five windows at once over the same hosts, dimensions and the spanning sessions, two of
-    them overlapping others: no deadlock, and exactly the rows of one run over the range."""
+    them overlapping others, on a fresh warehouse (so they also create the months' partitions
+    at once): no deadlock, no partition made twice, and exactly the rows one run over the
+    range then leaves as they are."""
     local = resources_for(resources, two_months, "ada_concurrent")
-    assert materialize_range(local, MARCH, MAY).success
-    clean = snapshot(database_url)
     windows = [
         (MARCH, t("2025-03-31T06:00")),
         (t("2025-03-31T06:00"), APRIL),
@@ -218,7 +218,44 @@ def test_concurrent_windows_sharing_hosts_and_sessions_finish_exact(
     for thread in threads:
         thread.join(timeout=600)
     assert all(results[n].success for n in range(len(windows)))
-    assert_same(clean, snapshot(database_url))
+    concurrent = snapshot(database_url)
+    assert materialize_range(local, MARCH, MAY).success
+    assert_same(concurrent, snapshot(database_url))
+
+
+def test_a_partition_made_while_a_window_waited_is_not_made_again(database_url):
+    """Window X looks for a month's partition (its session may remember it missing), waits
+    while window Y creates it, then goes on: it must see Y's partition, not create it again."""
+    ensure = "SELECT carbon_ensure_month_partitions('host_cpu_hourly', %s, %s)"
+    month = (t("2031-01-01T00:00"), t("2031-01-01T01:00"))
+    x, y = psycopg.connect(database_url), psycopg.connect(database_url)
+    errors: list = []
+
+    def window_x() -> None:
+        try:
+            x.execute(ensure, month)
+            x.commit()
+        except psycopg.Error as exc:
+            errors.append(exc)
+            x.rollback()
+
+    try:
+        x.execute("SELECT to_regclass('public.host_cpu_hourly_y2031m01')")
+        y.execute(ensure, month)  # Y creates it and holds on until it commits
+        waiting = threading.Thread(target=window_x)
+        waiting.start()
+        assert _wait_until_waiting(database_url, "SELECT carbon_ensure_month_partitions")
+        y.commit()
+        waiting.join(timeout=60)
+        assert not errors, errors
+        (made,) = x.execute(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'host_cpu_hourly'::regclass "
+            "AND inhrelid = 'host_cpu_hourly_y2031m01'::regclass"
+        ).fetchone()
+        assert made == 1
+    finally:
+        x.close()
+        y.close()
 
 
 def test_an_answer_refused_for_its_size_is_asked_again_in_parts(

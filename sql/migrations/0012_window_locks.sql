@@ -28,8 +28,11 @@ BEGIN
   IF NOT missing THEN
     RETURN;
   END IF;
-  -- Two runs creating the same partition at once would collide: serialise creation.
-  PERFORM 1 FROM public.write_lock WHERE name = 'partitions' FOR UPDATE;
+  -- Two runs creating the same partition at once would collide: serialise creation, by a
+  -- table lock (no reading role may take it), not a row lock: acquiring a table lock makes
+  -- this session see the partitions another created while it waited (a row lock does not,
+  -- and the lookup above may have cached their absence).
+  LOCK TABLE public.write_lock IN SHARE UPDATE EXCLUSIVE MODE;
   month_start := first_month;
   WHILE month_start < to_ts LOOP
     month_end := ((month_start AT TIME ZONE 'UTC') + INTERVAL '1 month') AT TIME ZONE 'UTC';
@@ -50,4 +53,4 @@ BEGIN
 END;
 $$;
 REVOKE EXECUTE ON FUNCTION public.carbon_ensure_month_partitions(TEXT, TIMESTAMPTZ, TIMESTAMPTZ) FROM PUBLIC;
-COMMENT ON TABLE public.write_lock IS 'The pipeline''s write locks: a writer locks its rows for its transaction (one per table set and hour of its window; ''partitions'' while it creates a missing partition). Internal.';
+COMMENT ON TABLE public.write_lock IS 'The pipeline''s write locks: a writer locks its rows for its transaction (one per table set and hour of its window), and the table itself while it creates a missing partition. Internal.';
