@@ -81,18 +81,9 @@ def test_windows_of_shared_hosts_and_sessions_never_wait_on_each_other(
         a = threading.Thread(target=run_a, args=(table,))
         a.start()
         try:
-            deadline = time.monotonic() + 120
-            with psycopg.connect(database_url, autocommit=True) as watcher:
-                while time.monotonic() < deadline:
-                    (waiting,) = watcher.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND wait_event_type = 'Lock' AND query ILIKE %s",
-                        (f"DELETE FROM {table}%",),
-                    ).fetchone()
-                    if waiting:
-                        break
-                    time.sleep(0.05)
-            assert waiting, f"run A never reached {table}"
+            assert _wait_until_waiting(database_url, f"DELETE FROM {table}"), (
+                f"run A never reached {table}"
+            )
             with dg.DagsterInstance.ephemeral() as instance:
                 b = materialize_range(local, APRIL, MAY, instance=instance)
             assert b.success, f"run B failed while A was held in {table}"
