@@ -113,7 +113,7 @@ def merge_host_cpu(
     # Which stored series the answer replaces: those of its label sets, or all of a host-hour
     # it relabels.
     relabelled = _series(answered)[~_series(answered).isin(_series(stored))]
-    relabelled_hours = pd.MultiIndex.from_tuples([k[:2] for k in relabelled], names=HOST_HOUR)
+    relabelled_hours = relabelled.droplevel(LABEL_SET)
     replaced_series = _series(stored).isin(_series(answered)) | stored_keys.isin(relabelled_hours)
     replaced_rejected = _keys(stored_rejected).isin(_keys(answered).union(_keys(answered_rejected)))
     kept = stored[~replaced_series]

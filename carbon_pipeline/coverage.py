@@ -79,9 +79,11 @@ class Coverage:
         hour = _hours_since(hosts["timestamp_utc"], self._origin).astype(np.int64)
         inside = (hour >= 0) & (hour < len(self.hours))
         hosts, hour = hosts[inside], hour[inside]
-        identities = list(hosts[IDENTITY].itertuples(index=False, name=None))
-        rows = self._row_of(identities)  # may grow _seen
-        self._seen[rows, hour] = True
+        # Each distinct identity looked up once (groups numbered in order of appearance).
+        codes = hosts.groupby(IDENTITY, sort=False, dropna=False).ngroup().to_numpy()
+        distinct = hosts[IDENTITY].drop_duplicates().itertuples(index=False, name=None)
+        rows = self._row_of(list(distinct))  # may grow _seen
+        self._seen[rows[codes], hour] = True
 
     def warned(self, warnings: list[str], start: datetime, end: datetime) -> None:
         """Prometheus said its answer for the hours [start, end) may be partial."""

@@ -45,9 +45,14 @@ def model_version(power_model: PowerModelResource, sites: SitesResource) -> str:
 def registry_versions(intervals: pd.DataFrame, start: datetime, end: datetime) -> pd.Series:
     """{hour: digest} for every hour of [start, end): of who held which host in it and for
     what share of the hour (the attribution's input); NO_HOLDINGS where nobody did."""
+    return share_versions(hourly_shares(intervals, start, end), start, end)
+
+
+def share_versions(shares: pd.DataFrame, start: datetime, end: datetime) -> pd.Series:
+    """registry_versions from the hours' shares already computed (hourly_shares of [start,
+    end)): the facts compute them chunk by chunk anyway."""
     hours = pd.date_range(start, end, freq="h", inclusive="left")
     versions = pd.Series(NO_HOLDINGS, index=hours, dtype=object)
-    shares = hourly_shares(intervals, start, end)
     if shares.empty:
         return versions
     # A digest per row; their sums per hour do not depend on the rows' order.
@@ -60,7 +65,7 @@ def registry_versions(intervals: pd.DataFrame, start: datetime, end: datetime) -
     halves = (
         pd.DataFrame(
             {
-                "timestamp_utc": shares["timestamp_utc"].to_numpy(),
+                "timestamp_utc": shares["timestamp_utc"].array,
                 "high": (rows >> np.uint64(32)).astype(np.int64),
                 "low": (rows & np.uint64(0xFFFFFFFF)).astype(np.int64),
             }
@@ -68,8 +73,8 @@ def registry_versions(intervals: pd.DataFrame, start: datetime, end: datetime) -
         .groupby("timestamp_utc")[["high", "low"]]
         .sum()
     )
-    for hour, high, low in halves.itertuples():
-        versions[hour] = _digest(f"{high:x}.{low:x}")
+    digests = [_digest(f"{high:x}.{low:x}") for high, low in halves.itertuples(index=False)]
+    versions.loc[halves.index] = digests
     return versions
 
 

@@ -5,6 +5,7 @@ them with today's, and what Dagster's automation asks for then."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,8 +17,9 @@ import pytest
 
 from carbon_pipeline import catalog
 from carbon_pipeline.assets.sources import power_model_source, registry_source
+from carbon_pipeline.attribution import hourly_shares
 from carbon_pipeline.definitions import defs
-from carbon_pipeline.derivation import NO_HOLDINGS, model_version, registry_versions
+from carbon_pipeline.derivation import NO_HOLDINGS, model_version, registry_versions, share_versions
 from carbon_pipeline.graph import readme_graph, readme_section
 from carbon_pipeline.partitions import PARTITION_KEY_FORMAT
 from carbon_pipeline.resources import PowerModelResource, SitesResource
@@ -74,6 +76,13 @@ def test_a_registry_version_changes_exactly_with_the_hours_holdings():
     assert list(bob != held) == [False, True, True, True, False]
     wider = registry_versions(_holding("2025-03-03T12:30Z"), t("2025-03-01T00:00"), end)
     pd.testing.assert_series_equal(wider[held.index], held)
+    # The facts digest chunk by chunk, from the shares they compute anyway: the same versions.
+    holding = _holding("2025-03-03T12:30Z")
+    bounds = [start, t("2025-03-03T11:00"), t("2025-03-03T12:00"), end]
+    by_chunk = pd.concat(
+        share_versions(hourly_shares(holding, a, b), a, b) for a, b in itertools.pairwise(bounds)
+    )
+    pd.testing.assert_series_equal(by_chunk, held)
 
 
 def test_the_model_version_changes_with_any_number_it_uses(tmp_path):

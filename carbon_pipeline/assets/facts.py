@@ -25,7 +25,7 @@ from carbon_pipeline.attribution import (
 )
 from carbon_pipeline.automation import derived_condition
 from carbon_pipeline.checks import CONSERVATION, conservation_gaps
-from carbon_pipeline.derivation import registry_versions
+from carbon_pipeline.derivation import share_versions
 from carbon_pipeline.holdings import holdings, overlapping
 from carbon_pipeline.resources import PipelineSettings, RegistryResource, WarehouseResource
 from carbon_pipeline.resources.warehouse import dimension_ids, ids_of, load_query
@@ -84,6 +84,7 @@ def usage_facts(
         ("busy_kwh", "idle_kwh", "busy_gco2eq", "idle_gco2eq", "full_kwh", "full_gco2eq"), 0.0
     )
     sessions_touched: set[int] = set()
+    versions: list[pd.Series] = []
     registry_problems: set[str] = set()
     specs = [*SCOPE_FACTS.values(), FACT_USAGE_WORKSPACE]
     # Windows never wait on each other: dimensions, sessions and bridges are written in short
@@ -99,6 +100,7 @@ def usage_facts(
             intervals = overlapping(window_intervals, chunk_start, chunk_end)
             with phase("transform"):
                 shares = hourly_shares(intervals, chunk_start, chunk_end)
+                versions.append(share_versions(shares, chunk_start, chunk_end))
                 facts = scope_facts(usage, shares)
                 facts = {
                     scope: validate(scope_fact_schema(scope, SCOPE_KEYS[scope]), frame)
@@ -119,7 +121,7 @@ def usage_facts(
             for key in totals:
                 totals[key] += float(facts["ada"][key].sum())
             progress.chunk_done(chunk_start, chunk_end, rows)
-    warehouse.record_derivation("registry_version", registry_versions(window_intervals, start, end))
+    warehouse.record_derivation("registry_version", pd.concat(versions))
     with phase("postgres_write"), warehouse.connect() as short:
         recompute_session_totals(
             short,

@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from pydantic import Field
 
@@ -101,12 +102,13 @@ class SitesResource(dg.ConfigurableResource):
     def site_of(self, projects: pd.Series) -> pd.DataFrame:
         """site, region_id and pue aligned with projects."""
         by_project, rest = self.table()
-        sites = [by_project.get(p, rest) for p in projects]
+        codes, distinct = pd.factorize(projects, use_na_sentinel=False)
+        sites = [by_project.get(p, rest) for p in distinct]
         return pd.DataFrame(
             {
-                "site": [s[0] for s in sites],
-                "region_id": pd.array([s[1] for s in sites], dtype="int64"),
-                "pue": [s[2] for s in sites],
+                "site": np.array([s[0] for s in sites], dtype=object)[codes],
+                "region_id": np.array([s[1] for s in sites], dtype=np.int64)[codes],
+                "pue": np.array([s[2] for s in sites], dtype=float)[codes],
             },
             index=projects.index,
         )
