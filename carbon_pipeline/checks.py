@@ -3,12 +3,15 @@ whose numbers cannot be true."""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
+
 import numpy as np
 import pandas as pd
 
-from carbon_pipeline.energy import METRICS, sum_metrics
+from carbon_pipeline.energy import FOOTPRINT_METRICS, METRICS, sum_metrics
 from carbon_pipeline.resources.prometheus import UNIDENTIFIED
 from carbon_pipeline.schemas import within_capacity
+from carbon_pipeline.tables import SCOPE_FACTS
 
 CONSERVATION = "conservation"
 COMPLETENESS = "completeness"
@@ -89,3 +92,108 @@ def describe_gaps(gaps: pd.DataFrame, limit: int = 5) -> str:
         )
         parts.append(f"{len(hours)} hour(s) with no or partial data ({examples})")
     return "; ".join(parts)
+
+
+# usage_rollup's columns as sums over a day's hourly facts, written independently of the
+# migration that maintains them (0013), so that the check compares two computations.
+ROLLUP_FROM_FACTS = {
+    "hours": "count(*)",
+    "estimated_hours": "count(*) FILTER (WHERE intensity_source <> 'actual')",
+    "busy_cpu_seconds_total": "sum(busy_cpu_seconds_total)",
+    "idle_cpu_seconds_total": "sum(idle_cpu_seconds_total)",
+    "busy_kwh": "sum(busy_kwh)",
+    "idle_kwh": "sum(idle_kwh)",
+    "total_kwh": "sum(busy_kwh) + sum(idle_kwh)",
+    "busy_gco2eq": "sum(busy_gco2eq)",
+    "idle_gco2eq": "sum(idle_gco2eq)",
+    "total_gco2eq": "sum(busy_gco2eq) + sum(idle_gco2eq)",
+    "intensity_sum": "sum(intensity_gco2eq_per_kwh)",
+    "intensity_hours": "count(intensity_gco2eq_per_kwh)",
+    **{m: f"sum({m})" for m in FOOTPRINT_METRICS},
+    **{
+        f"{m}_hours": f"count({m})"
+        for m in ("full_kwh", "embodied_gco2eq", "full_gco2eq", "regional_gco2eq")
+    },
+    "regional_full_kwh": "sum(CASE WHEN regional_gco2eq IS NOT NULL THEN full_kwh END)",
+    "footprint_unknown_hours": "count(*) FILTER (WHERE full_gco2eq IS NULL "
+    "OR coalesce(footprint_unknown_hosts, 1) > 0)",
+    "footprint_unknown_host_hours": "sum(footprint_unknown_hosts)",
+    "regional_unknown_hours": "count(*) FILTER (WHERE regional_gco2eq IS NULL "
+    "OR coalesce(regional_unknown_hosts, 1) > 0)",
+}
+
+
+def _gap(ours: str, theirs: str) -> str:
+    """SQL: the relative difference of two values; infinite when only one is unknown."""
+    return (
+        f"CASE WHEN (({ours}) IS NULL) <> (({theirs}) IS NULL) THEN 'Infinity'::float8 "
+        f"ELSE coalesce(abs(({ours}) - ({theirs})) / greatest(abs({theirs}), 1e-9), 0) END"
+    )
+
+
+def rollup_gaps(conn, start: datetime, end: datetime) -> float:
+    """Largest relative difference, over the days and months touching [start, end), scopes
+    and columns, between usage_rollup and the facts it sums: each scope's day rows against
+    its fact table's hours of that day, and each month row against its days."""
+    facts = " UNION ALL ".join(
+        f"SELECT '{scope}'::text AS scope, (timestamp_utc AT TIME ZONE 'UTC')::date AS day, "
+        + ", ".join(f"{expr} AS {column}" for column, expr in ROLLUP_FROM_FACTS.items())
+        + f" FROM public.{spec.name} WHERE timestamp_utc >= %(first_day)s::timestamp "
+        "AT TIME ZONE 'UTC' AND timestamp_utc < %(end_day)s::timestamp AT TIME ZONE 'UTC' "
+        "GROUP BY 2"
+        for scope, spec in SCOPE_FACTS.items()
+    )
+    # Per scope and day, summed over the scope's entities.
+    rollup_days = (
+        "SELECT scope, period_start AS day, "
+        + ", ".join(f"sum({c}) AS {c}" for c in ROLLUP_FROM_FACTS)
+        + " FROM public.usage_rollup WHERE grain = 'day' AND period_start >= %(first_day)s "
+        "AND period_start < %(end_day)s GROUP BY 1, 2"
+    )
+    day_gaps = ", ".join(_gap(f"r.{c}", f"f.{c}") for c in ROLLUP_FROM_FACTS)
+    month_gaps = ", ".join(_gap(f"m.{c}", f"d.{c}") for c in ROLLUP_FROM_FACTS)
+    query = f"""
+        WITH f AS ({facts}), r AS ({rollup_days}),
+        d AS (
+          SELECT scope, entity_id, date_trunc('month', period_start)::date AS month,
+                 {", ".join(f"sum({c}) AS {c}" for c in ROLLUP_FROM_FACTS)}
+          FROM public.usage_rollup
+          WHERE grain = 'day' AND period_start >= %(first_month)s AND period_start < %(end_month)s
+          GROUP BY 1, 2, 3
+        ),
+        m AS (
+          SELECT * FROM public.usage_rollup
+          WHERE grain = 'month' AND period_start >= %(first_month)s
+            AND period_start < %(end_month)s
+        )
+        SELECT max(g) FROM (
+          SELECT greatest({day_gaps}) AS g
+          FROM r FULL JOIN f ON r.scope = f.scope AND r.day = f.day
+          UNION ALL
+          SELECT greatest({month_gaps})
+          FROM m FULL JOIN d
+            ON m.scope = d.scope AND m.entity_id = d.entity_id AND m.period_start = d.month
+        ) gaps
+    """
+    first_day, end_day = rollup_days_of(start, end)
+    worst = conn.execute(
+        query,
+        {
+            "first_day": first_day,
+            "end_day": end_day,
+            "first_month": first_day.replace(day=1),
+            "end_month": _next_month(end_day - timedelta(days=1)),
+        },
+    ).fetchone()[0]
+    return float(worst or 0.0)
+
+
+def rollup_days_of(start: datetime, end: datetime) -> tuple[date, date]:
+    """[first, end) of the UTC days touching [start, end)."""
+    first = start.astimezone(UTC).date()
+    last = (end.astimezone(UTC) - timedelta(microseconds=1)).date()
+    return first, last + timedelta(days=1)
+
+
+def _next_month(day: date) -> date:
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)

@@ -141,6 +141,9 @@ SCOPE_FACTS = {
     for scope, id_column in SCOPE_ID_COLUMNS.items()
 }
 
+# Daily and monthly sums of the scope facts, which the analysts' views read (migration 0013).
+USAGE_ROLLUP = "usage_rollup"
+
 # The tables each stage's computation (a Dagster op, named here) writes, stages in order: one
 # asset per table, written in one pass and one transaction by its op.
 STAGE_TABLES = {
@@ -151,5 +154,6 @@ STAGE_TABLES = {
         *(spec.name for spec in SCOPE_FACTS.values()),
         FACT_USAGE_WORKSPACE.name,
         "workspace_session",  # upserted by workspace, not replaced by window
+        USAGE_ROLLUP,  # recomputed from the facts for the days and months of the window
     ),
 }

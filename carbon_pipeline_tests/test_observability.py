@@ -18,6 +18,7 @@ EXPECTED_CHECKS = {
     "host_cpu_gaps": {"coverage"},
     "carbon_intensity_hourly": {"intensity_provenance"},
     "fact_usage_ada": {"conservation", "freshness"},
+    "usage_rollup": {"conservation"},
 }
 SOURCES = {"prometheus", "carbon_intensity_api", "workspace_registry", "power_model"}
 
@@ -63,8 +64,11 @@ def test_the_sources_are_upstream_and_the_views_downstream():
         assert not node.is_materializable and node.group_name == "sources"
         assert node.description and len(node.description) > 80
         assert node.owners or node.is_observable
-    assert parents("v_user_averages") == {"fact_usage_user"}
-    assert parents("v_usage_total") == {f"fact_usage_{s}" for s in catalog_scopes()}
+    assert parents("usage_rollup") == {f"fact_usage_{s}" for s in catalog_scopes()}
+    # The analysts' lifetime views read the rollups, the hourly ones the facts.
+    assert parents("v_user_averages") == {"usage_rollup"}
+    assert parents("v_usage_total") == {"usage_rollup"}
+    assert parents("v_usage_hourly") == {f"fact_usage_{s}" for s in catalog_scopes()}
     views = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name == "views"]
     assert {k.to_user_string() for k in views} == set(catalog.views())
     for key in views:
@@ -99,7 +103,14 @@ def test_materialisations_carry_row_counts_and_plottable_metadata(resources, dat
         metadata = events[0].asset_materialization.metadata
         assert wanted.get(table, set()) | {"dagster/row_count"} <= set(metadata), table
         # The rows the run wrote into the table: what the table holds for its two hours.
-        if table != "workspace_session":
+        if table == "usage_rollup":  # the day's rows and its month's
+            (rows,) = read_table(
+                database_url,
+                "SELECT count(*) AS n FROM usage_rollup WHERE (grain, period_start) IN "
+                "(('day', '2025-03-03'), ('month', '2025-03-01'))",
+            )["n"]
+            assert metadata["dagster/row_count"].value == rows > 0, table
+        elif table != "workspace_session":
             (rows,) = read_table(
                 database_url,
                 f"SELECT count(*) AS n FROM {table} WHERE timestamp_utc >= %s "

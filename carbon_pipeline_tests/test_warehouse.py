@@ -10,13 +10,18 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 import pytest
+from psycopg import sql
 
+from carbon_pipeline.checks import rollup_gaps
+from carbon_pipeline.resources.warehouse import migrations
+from carbon_pipeline.tables import SCOPE_FACTS
 from carbon_pipeline_tests import expected
 from carbon_pipeline_tests.conftest import local_resources, materialize_range
 from carbon_pipeline_tests.fleet_spec import WINDOW_END, WINDOW_START, t
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "analyst-guide.md"
 REL = 1e-9
+SCOPES = list(SCOPE_FACTS)
 
 
 @pytest.fixture(scope="module")
@@ -544,3 +549,115 @@ def test_the_reporters_views_are_documented(warehouse_url):
             """
         ).fetchall()
     assert missing == []
+
+
+# The views migration 0013 rewrote over usage_rollup, as they were before it (read from a
+# database migrated to 0012), run on this warehouse beside the new ones.
+REWRITTEN_VIEWS = [
+    "v_usage_rollup",
+    "v_usage_heatmap",
+    *(f"v_{scope}_{kind}" for scope in SCOPES for kind in ("total", "averages")),
+]
+BETWEEN_WINDOWS = [
+    ("2025-03-03T06:00", "2025-03-03T18:00"),  # inside one day
+    ("2025-03-03T05:00", "2025-03-04T07:00"),  # two partial days
+    ("2025-03-03T05:00", "2025-03-05T00:00"),  # a partial day and a whole one
+    ("2025-03-02T22:00", "2025-03-05T02:00"),  # whole days, and hours without data
+    ("2025-03-03T00:00", "2025-03-05T00:00"),  # whole days only
+]
+
+
+@pytest.fixture(scope="module")
+def before_rollups(create_database) -> dict[str, str]:
+    """{view: its definition before migration 0013, names qualified}, and usage_between's."""
+    url = create_database(empty=True)
+    with psycopg.connect(url, autocommit=True) as conn:
+        for version, sql in migrations():
+            if version < "0013":
+                conn.execute(sql)
+        conn.execute("SET search_path = pg_catalog")
+        definitions = {
+            view: conn.execute(f"SELECT pg_get_viewdef('public.{view}'::regclass)").fetchone()[0]
+            for view in REWRITTEN_VIEWS
+        }
+        definitions["usage_between"] = conn.execute(
+            "SELECT prosrc FROM pg_proc WHERE oid = "
+            "'public.usage_between(text, timestamptz, timestamptz)'::regprocedure"
+        ).fetchone()[0]
+    return definitions
+
+
+def _same_rows(got: pd.DataFrame, want: pd.DataFrame, where: str) -> None:
+    assert list(got.columns) == list(want.columns), where
+    assert len(got) == len(want) > 0, where
+    keys = [c for c in got.columns if not pd.api.types.is_numeric_dtype(want[c])]
+    got, want = (
+        frame.sort_values(keys, key=lambda s: s.astype(str)).reset_index(drop=True)
+        for frame in (got, want)
+    )
+    for column in got.columns:
+        if column in keys:
+            assert got[column].astype(str).tolist() == want[column].astype(str).tolist(), where
+        else:
+            ours, theirs = (f[column].astype(float).to_numpy() for f in (got, want))
+            assert list(pd.isna(ours)) == list(pd.isna(theirs)), f"{where}.{column}"
+            assert ours[~pd.isna(ours)] == pytest.approx(theirs[~pd.isna(theirs)], rel=REL), (
+                f"{where}.{column}"
+            )
+
+
+def test_the_views_over_rollups_give_the_rows_they_gave_before(warehouse_url, before_rollups):
+    now = "2025-04-01T00:00Z"  # the heatmap's year includes the fleet's days
+    for view in REWRITTEN_VIEWS:
+        _same_rows(
+            as_analyst(warehouse_url, f"SELECT * FROM public.{view}", now=now),
+            as_analyst(warehouse_url, before_rollups[view], now=now),
+            view,
+        )
+    with psycopg.connect(warehouse_url) as conn:
+        conn.execute(
+            "PREPARE before_between(text, timestamptz, timestamptz) AS "
+            + before_rollups["usage_between"]
+        )
+        for scope in SCOPES:
+            for start, end in BETWEEN_WINDOWS:
+                args = (scope, t(start), t(end))
+                got = as_analyst(warehouse_url, "SELECT * FROM usage_between(%s, %s, %s)", args)
+                cur = conn.execute(
+                    sql.SQL("EXECUTE before_between({}, {}, {})").format(*map(sql.Literal, args))
+                )
+                # The function's body names no columns: its RETURNS TABLE does.
+                want = pd.DataFrame(cur.fetchall(), columns=got.columns)
+                _same_rows(got, want, f"usage_between{args}")
+
+
+def test_the_rollups_are_the_facts_and_the_check_sees_a_difference(warehouse_url):
+    with psycopg.connect(warehouse_url) as conn:
+        assert rollup_gaps(conn, WINDOW_START, WINDOW_END) <= 1e-12
+        days = conn.execute(
+            "SELECT count(*), count(DISTINCT period_start) FROM usage_rollup WHERE grain = 'day'"
+        ).fetchone()
+        assert days[1] == 2
+        # A user's day off by a thousandth, a day missing, a count wrong: each is seen.
+        for change, gap in (
+            (
+                "UPDATE usage_rollup SET busy_kwh = busy_kwh * 1.001 WHERE grain = 'day' "
+                "AND scope = 'user' AND busy_kwh > 0 AND entity_id = "
+                "(SELECT min(entity_id) FROM usage_rollup WHERE scope = 'user' AND busy_kwh > 0)",
+                pytest.approx(1e-3, rel=0.5),
+            ),
+            (
+                "DELETE FROM usage_rollup WHERE grain = 'day' AND scope = 'machine' "
+                "AND period_start = '2025-03-04'",
+                float("inf"),
+            ),
+            (
+                "UPDATE usage_rollup SET estimated_hours = estimated_hours + 1 "
+                "WHERE grain = 'month' AND scope = 'ada'",
+                None,  # one hour more than the days' (none estimated): relative to nothing
+            ),
+        ):
+            conn.execute(change)
+            seen = rollup_gaps(conn, WINDOW_START, WINDOW_END)
+            assert seen > 1e-6 and (gap is None or seen == gap), change
+            conn.rollback()

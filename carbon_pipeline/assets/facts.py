@@ -24,7 +24,7 @@ from carbon_pipeline.attribution import (
     workspace_usage,
 )
 from carbon_pipeline.automation import derived_condition
-from carbon_pipeline.checks import CONSERVATION, conservation_gaps
+from carbon_pipeline.checks import CONSERVATION, conservation_gaps, rollup_gaps
 from carbon_pipeline.derivation import share_versions
 from carbon_pipeline.holdings import holdings, overlapping
 from carbon_pipeline.resources import PipelineSettings, RegistryResource, WarehouseResource
@@ -36,6 +36,7 @@ from carbon_pipeline.tables import (
     SCOPE_FACTS,
     SCOPE_ID_COLUMNS,
     STAGE_TABLES,
+    USAGE_ROLLUP,
 )
 from carbon_pipeline.times import chunks
 from carbon_pipeline.timing import phase
@@ -49,7 +50,11 @@ from carbon_pipeline.timing import phase
             table,
             group="facts",
             kinds={"pandas"},
-            deps=[FACT_USAGE_INSTANCE.name, "workspace_registry"],
+            deps=(
+                [spec.name for spec in SCOPE_FACTS.values()]
+                if table == USAGE_ROLLUP
+                else [FACT_USAGE_INSTANCE.name, "workspace_registry"]
+            ),
             automation_condition=derived_condition(),
         )
         for table in STAGE_TABLES["usage_facts"]
@@ -64,6 +69,15 @@ from carbon_pipeline.timing import phase
                 "unattributed) = ada."
             ),
         ),
+        dg.AssetCheckSpec(
+            CONSERVATION,
+            asset=USAGE_ROLLUP,
+            description=(
+                "For the days and months a run touched, every scope's rollup equals the sum of "
+                "its hourly facts, column by column (sums, counts of hours, estimated and "
+                "unknown hours)."
+            ),
+        ),
     ],
 )
 @bad_input_fails_at_once
@@ -74,8 +88,9 @@ def usage_facts(
     settings: PipelineSettings,
 ):
     """Hourly electricity and carbon of the whole platform (ada), every project, machine type,
-    group, user and workspace (tables `fact_usage_*`), and every workspace session with what
-    it has accumulated (`workspace_session`). A host-hour goes to the workspaces that held the
+    group, user and workspace (tables `fact_usage_*`), every workspace session with what
+    it has accumulated (`workspace_session`), and their daily and monthly sums the analysts'
+    views read (`usage_rollup`). A host-hour goes to the workspaces that held the
     host in proportion to how long each held it; the rest to the user `unattributed`."""
     start, end = window(context)
     progress = Progress(context, start, end)
@@ -131,6 +146,12 @@ def usage_facts(
             correct=lambda: _keep_sessions_right(short, window_intervals, datetime.now(UTC)),
             workspace_ids=window_intervals["workspace_id"].tolist(),
         )
+    # The analysts' rollups of the days and months the window touched, from the facts now
+    # committed, in a short transaction of their own.
+    with phase("postgres_write"), warehouse.connect() as short:
+        rollup_rows = refresh_rollups(short, start, end)
+    with phase("postgres_read"), warehouse.connect() as short:
+        rollup_gap = rollup_gaps(short, start, end)
     for problem in sorted(registry_problems):
         context.log.warning(f"registry: {problem}")
     yield materialized(
@@ -140,15 +161,28 @@ def usage_facts(
         **{f"total_{k}": v for k, v in totals.items()},
         registry_problems=len(registry_problems),
     )
-    for table in STAGE_TABLES["usage_facts"][1:-1]:
+    for table in [*(spec.name for spec in SCOPE_FACTS.values()), FACT_USAGE_WORKSPACE.name][1:]:
         yield materialized(table, writer.rows[table])
     yield materialized("workspace_session", len(sessions_touched))
+    yield materialized(USAGE_ROLLUP, rollup_rows)
+    yield dg.AssetCheckResult(
+        asset_key=USAGE_ROLLUP,
+        check_name=CONSERVATION,
+        passed=rollup_gap <= 1e-9,
+        metadata={"largest_relative_gap": rollup_gap},
+    )
     yield dg.AssetCheckResult(
         asset_key=SCOPE_FACTS["ada"].name,
         check_name=CONSERVATION,
         passed=worst_gap <= 1e-6,
         metadata={"largest_relative_gap": worst_gap},
     )
+
+
+def refresh_rollups(conn, start: datetime, end: datetime) -> int:
+    """usage_rollup recomputed for the days touching [start, end) and their months (from
+    facts already committed); how many rows it wrote."""
+    return conn.execute("SELECT public.carbon_refresh_rollups(%s, %s)", (start, end)).fetchone()[0]
 
 
 def recompute_session_totals(
