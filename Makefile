@@ -96,6 +96,8 @@ lint: setup
 
 bench: setup /usr/bin/promtool
 	$(BIN)/python -m carbon_pipeline_tests.bench
+	$(BIN)/python -m carbon_pipeline_tests.bench_queries
 
 bench-quick: setup /usr/bin/promtool
 	$(BIN)/python -m carbon_pipeline_tests.bench --quick
+	$(BIN)/python -m carbon_pipeline_tests.bench_queries --quick

@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from carbon_pipeline_tests.bench_queries import MEASURED, documented_queries
+
 LINES = {
     "abcd": (
         "(a) backfill through Dagster",
@@ -76,3 +78,23 @@ def test_quick_benchmark_reports_every_measurement(tmp_path, only):
             report["f"]["rows"] == report["f_months"]["rows"] == report["f_three"]["rows"] == rows
         )
         assert all(0 <= report[f]["lock_wait_share"] <= 1 for f in ("f", "f_months", "f_three"))
+
+
+@pytest.mark.bench
+@pytest.mark.slow(seconds=40)
+def test_quick_query_benchmark_times_every_documented_query():
+    done = subprocess.run(
+        [sys.executable, "-m", "carbon_pipeline_tests.bench_queries", "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    timed = {
+        line.split()[0]: float(line.split()[1])
+        for line in done.stdout.splitlines()
+        if line.endswith((" ok", " OVER"))
+    }
+    assert set(timed) == set(documented_queries()) | set(MEASURED)
+    assert all(ms > 0 for ms in timed.values())
+    assert "rollup of one month" in done.stdout

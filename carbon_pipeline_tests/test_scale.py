@@ -10,6 +10,7 @@ import dagster as dg
 import psycopg
 import pytest
 
+from carbon_pipeline.checks import rollup_gaps
 from carbon_pipeline.demo.fleet import Fleet, FleetHost
 from carbon_pipeline.demo.loader import load_history, write_registry_seed
 from carbon_pipeline.demo.prometheus_server import PrometheusServer
@@ -209,6 +210,10 @@ def test_concurrent_windows_sharing_hosts_and_sessions_finish_exact(
     for thread in threads:
         thread.join(timeout=600)
     assert all(results[n].success for n in range(len(windows)))
+    # The rollups of the days and months the windows share: whichever window rolled a day
+    # up last saw every window's facts of it.
+    with psycopg.connect(database_url) as conn:
+        assert rollup_gaps(conn, MARCH, MAY) <= 1e-12
     concurrent = snapshot(database_url)
     assert materialize_range(local, MARCH, MAY).success
     assert_same(concurrent, snapshot(database_url))
