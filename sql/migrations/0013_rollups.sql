@@ -273,7 +273,11 @@ LEFT JOIN public.v_usage_daily u
   ON u.scope = e.scope AND u.scope_name = e.scope_name AND u.day = d.day;
 
 -- usage_between: the whole UTC days inside [from_ts, to_ts) from the daily rows, the hours
--- before the first and after the last whole day from the facts.
+-- before the first and after the last whole day from the facts. With whole_from the first
+-- midnight at or after from_ts and whole_to the last at or before to_ts: whole days are
+-- [whole_from, whole_to), the hours [from_ts, min(to_ts, whole_from)) and
+-- [max(from_ts, whole_to, whole_from), to_ts); simple ranges, so that each reads only its
+-- partitions and index range.
 CREATE OR REPLACE FUNCTION public.usage_between(scope TEXT, from_ts TIMESTAMPTZ, to_ts TIMESTAMPTZ)
 RETURNS TABLE (
   scope TEXT, scope_id BIGINT, scope_name TEXT, display_name TEXT, hours BIGINT,
@@ -287,20 +291,17 @@ RETURNS TABLE (
   regional_intensity_gco2eq_per_kwh DOUBLE PRECISION, footprint_unknown_hours BIGINT,
   footprint_unknown_host_hours BIGINT, regional_unknown_hours BIGINT
 ) LANGUAGE sql STABLE AS $$
-  WITH bounds AS (
-    -- [whole_from, whole_to): the whole days inside the range (empty when whole_to <= whole_from)
-    SELECT (date_trunc('day', $2 AT TIME ZONE 'UTC') + CASE WHEN date_trunc('day', $2 AT TIME ZONE 'UTC') = $2 AT TIME ZONE 'UTC' THEN interval '0' ELSE interval '1 day' END)::date AS whole_from,
-           date_trunc('day', $3 AT TIME ZONE 'UTC')::date AS whole_to
-  ),
-  parts AS (
+  WITH parts AS (
     SELECT r.scope, r.entity_id, r.hours, r.estimated_hours, r.busy_cpu_seconds_total,
            r.idle_cpu_seconds_total, r.busy_kwh, r.idle_kwh, r.total_kwh, r.busy_gco2eq,
            r.idle_gco2eq, r.total_gco2eq, r.memory_kwh, r.overhead_kwh, r.full_kwh,
            r.memory_gco2eq, r.overhead_gco2eq, r.embodied_gco2eq, r.full_gco2eq,
            r.regional_gco2eq, r.regional_full_kwh, r.footprint_unknown_hours,
            r.footprint_unknown_host_hours, r.regional_unknown_hours
-    FROM public.usage_rollup r, bounds b
-    WHERE r.grain = 'day' AND r.scope = $1 AND r.period_start >= b.whole_from AND r.period_start < b.whole_to
+    FROM public.usage_rollup r
+    WHERE r.grain = 'day' AND r.scope = $1
+      AND r.period_start >= ((date_trunc('day', $2 - interval '1 microsecond', 'UTC') + interval '24 hours') AT TIME ZONE 'UTC')::date
+      AND r.period_start < (date_trunc('day', $3, 'UTC') AT TIME ZONE 'UTC')::date
     UNION ALL
     SELECT h.scope, coalesce(h.scope_id, 0), count(*),
            count(*) FILTER (WHERE h.intensity_source <> 'actual'),
@@ -313,11 +314,16 @@ RETURNS TABLE (
            count(*) FILTER (WHERE h.full_gco2eq IS NULL OR coalesce(h.footprint_unknown_hosts, 1) > 0),
            sum(h.footprint_unknown_hosts),
            count(*) FILTER (WHERE h.regional_gco2eq IS NULL OR coalesce(h.regional_unknown_hosts, 1) > 0)
-    FROM public.v_usage_hourly h, bounds b
-    WHERE h.scope = $1 AND h.timestamp_utc >= $2 AND h.timestamp_utc < $3
-      AND (b.whole_to <= b.whole_from
-           OR h.timestamp_utc < b.whole_from::timestamp AT TIME ZONE 'UTC'
-           OR h.timestamp_utc >= b.whole_to::timestamp AT TIME ZONE 'UTC')
+    FROM (
+      SELECT * FROM public.v_usage_hourly h
+      WHERE h.scope = $1 AND h.timestamp_utc >= $2
+        AND h.timestamp_utc < least($3, date_trunc('day', $2 - interval '1 microsecond', 'UTC') + interval '24 hours')
+      UNION ALL
+      SELECT * FROM public.v_usage_hourly h
+      WHERE h.scope = $1 AND h.timestamp_utc < $3
+        AND h.timestamp_utc >= greatest($2, date_trunc('day', $3, 'UTC'),
+                                        date_trunc('day', $2 - interval '1 microsecond', 'UTC') + interval '24 hours')
+    ) h
     GROUP BY h.scope, coalesce(h.scope_id, 0)
   ),
   summed AS (
