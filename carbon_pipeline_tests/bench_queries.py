@@ -80,6 +80,9 @@ def fill(url: str, counts: dict[str, int], years: int) -> dict:
             "ELSE 'user-' || n END FROM generate_series(1, %s) n",
             (counts["user"],),
         )
+        # The rows are consistent by construction: their foreign-key triggers are skipped
+        # (a superuser's session), which halves the fill.
+        conn.execute("SET session_replication_role = replica")
         began = time.perf_counter()
         for start, end in zip(months, months[1:], strict=False):
             tables = {"ada": ("fact_usage_ada", None, None)} | {s: SCOPES[s][:3] for s in SCOPES}
@@ -115,6 +118,7 @@ def fill(url: str, counts: dict[str, int], years: int) -> dict:
                     (start, end),
                 )
         filled = time.perf_counter() - began
+        conn.execute("SET session_replication_role = origin")
         began = time.perf_counter()
         rollup_seconds = []
         for start, end in zip(months, months[1:], strict=False):

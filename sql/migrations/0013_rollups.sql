@@ -63,7 +63,7 @@ GRANT SELECT ON public.usage_rollup TO carbon_analyst;
 -- milliseconds the day's rows take. A later window's rollup reads the facts committed
 -- before it started, so whichever of two windows sharing a day rolls up last sees both.
 CREATE FUNCTION public.carbon_refresh_rollups(from_ts TIMESTAMPTZ, to_ts TIMESTAMPTZ)
-RETURNS BIGINT LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
+RETURNS BIGINT LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
   day_rows    BIGINT;
   month_rows  BIGINT;
