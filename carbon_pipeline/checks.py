@@ -132,9 +132,10 @@ def _gap(ours: str, theirs: str) -> str:
 
 
 def rollup_gaps(conn, start: datetime, end: datetime) -> float:
-    """Largest relative difference, over the days and months touching [start, end), scopes
-    and columns, between usage_rollup and the facts it sums: each scope's day rows against
-    its fact table's hours of that day, and each month row against its days."""
+    """Largest relative difference, over the periods touching [start, end), scopes and
+    columns, between usage_rollup and what it sums: each scope's day rows against its fact
+    table's hours of that day, each month row against its days, each year row against its
+    months, and every lifetime row against its years."""
     facts = " UNION ALL ".join(
         f"SELECT '{scope}'::text AS scope, (timestamp_utc AT TIME ZONE 'UTC')::date AS day, "
         + ", ".join(f"{expr} AS {column}" for column, expr in ROLLUP_FROM_FACTS.items())
@@ -143,46 +144,55 @@ def rollup_gaps(conn, start: datetime, end: datetime) -> float:
         "GROUP BY 2"
         for scope, spec in SCOPE_FACTS.items()
     )
+    sums = ", ".join(f"sum({c}) AS {c}" for c in ROLLUP_FROM_FACTS)
     # Per scope and day, summed over the scope's entities.
     rollup_days = (
-        "SELECT scope, period_start AS day, "
-        + ", ".join(f"sum({c}) AS {c}" for c in ROLLUP_FROM_FACTS)
-        + " FROM public.usage_rollup WHERE grain = 'day' AND period_start >= %(first_day)s "
-        "AND period_start < %(end_day)s GROUP BY 1, 2"
+        f"SELECT scope, period_start AS day, {sums} FROM public.usage_rollup "
+        "WHERE grain = 'day' AND period_start >= %(first_day)s AND period_start < %(end_day)s "
+        "GROUP BY 1, 2"
     )
     day_gaps = ", ".join(_gap(f"r.{c}", f"f.{c}") for c in ROLLUP_FROM_FACTS)
-    month_gaps = ", ".join(_gap(f"m.{c}", f"d.{c}") for c in ROLLUP_FROM_FACTS)
+    coarser_gaps = ", ".join(_gap(f"c.{c}", f"s.{c}") for c in ROLLUP_FROM_FACTS)
+
+    def coarser(grain: str, finer: str, first: str, end: str) -> str:
+        """SQL: the gaps between a coarser grain's rows in [first, end) and their finer rows'
+        sums (lifetime: every row, against all its years)."""
+        if grain == "lifetime":
+            within, period = "", "NULL::date"
+        else:
+            within = f" AND period_start >= %({first})s AND period_start < %({end})s"
+            period = f"date_trunc('{grain}', period_start)::date"
+        return f"""
+          SELECT greatest({coarser_gaps})
+          FROM (SELECT * FROM public.usage_rollup WHERE grain = '{grain}'{within}) c
+          FULL JOIN (
+            SELECT scope, entity_id, {period} AS period, {sums} FROM public.usage_rollup
+            WHERE grain = '{finer}'{within} GROUP BY 1, 2, 3
+          ) s ON c.scope = s.scope AND c.entity_id = s.entity_id
+             AND ({period.replace("period_start", "c.period_start")} IS NOT DISTINCT FROM s.period)
+        """
+
     query = f"""
-        WITH f AS ({facts}), r AS ({rollup_days}),
-        d AS (
-          SELECT scope, entity_id, date_trunc('month', period_start)::date AS month,
-                 {", ".join(f"sum({c}) AS {c}" for c in ROLLUP_FROM_FACTS)}
-          FROM public.usage_rollup
-          WHERE grain = 'day' AND period_start >= %(first_month)s AND period_start < %(end_month)s
-          GROUP BY 1, 2, 3
-        ),
-        m AS (
-          SELECT * FROM public.usage_rollup
-          WHERE grain = 'month' AND period_start >= %(first_month)s
-            AND period_start < %(end_month)s
-        )
+        WITH f AS ({facts}), r AS ({rollup_days})
         SELECT max(g) FROM (
           SELECT greatest({day_gaps}) AS g
           FROM r FULL JOIN f ON r.scope = f.scope AND r.day = f.day
-          UNION ALL
-          SELECT greatest({month_gaps})
-          FROM m FULL JOIN d
-            ON m.scope = d.scope AND m.entity_id = d.entity_id AND m.period_start = d.month
+          UNION ALL {coarser("month", "day", "first_month", "end_month")}
+          UNION ALL {coarser("year", "month", "first_year", "end_year")}
+          UNION ALL {coarser("lifetime", "year", "", "")}
         ) gaps
     """
     first_day, end_day = rollup_days_of(start, end)
+    end_month = _next_month(end_day - timedelta(days=1))
     worst = conn.execute(
         query,
         {
             "first_day": first_day,
             "end_day": end_day,
             "first_month": first_day.replace(day=1),
-            "end_month": _next_month(end_day - timedelta(days=1)),
+            "end_month": end_month,
+            "first_year": first_day.replace(month=1, day=1),
+            "end_year": date(end_month.year + (end_month.month > 1), 1, 1),
         },
     ).fetchone()[0]
     return float(worst or 0.0)

@@ -82,7 +82,11 @@ def catalog_scopes() -> list[str]:
 def test_materialisations_carry_row_counts_and_plottable_metadata(resources, database_url):
     instance = dg.DagsterInstance.ephemeral()
     result = materialize_range(
-        resources, t("2025-03-03T10:00"), t("2025-03-03T12:00"), instance=instance
+        resources,
+        t("2025-03-03T10:00"),
+        t("2025-03-03T12:00"),
+        instance=instance,
+        with_freshness=True,
     )
     assert result.success
     wanted = {
@@ -103,11 +107,12 @@ def test_materialisations_carry_row_counts_and_plottable_metadata(resources, dat
         metadata = events[0].asset_materialization.metadata
         assert wanted.get(table, set()) | {"dagster/row_count"} <= set(metadata), table
         # The rows the run wrote into the table: what the table holds for its two hours.
-        if table == "usage_rollup":  # the day's rows and its month's
+        if table == "usage_rollup":  # the day's rows, its month's, its year's, every lifetime
             (rows,) = read_table(
                 database_url,
-                "SELECT count(*) AS n FROM usage_rollup WHERE (grain, period_start) IN "
-                "(('day', '2025-03-03'), ('month', '2025-03-01'))",
+                "SELECT count(*) AS n FROM usage_rollup WHERE grain = 'lifetime' OR "
+                "(grain, period_start) IN "
+                "(('day', '2025-03-03'), ('month', '2025-03-01'), ('year', '2025-01-01'))",
             )["n"]
             assert metadata["dagster/row_count"].value == rows > 0, table
         elif table != "workspace_session":

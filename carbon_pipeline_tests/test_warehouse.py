@@ -434,6 +434,28 @@ def test_a_month_of_one_project_reads_one_partition(warehouse_url):
         assert facts == read, (query, relations)
 
 
+def test_lifetime_views_read_one_row_per_entity(warehouse_url):
+    """Whatever the history's length: the lifetime views read the lifetime rows alone (an
+    index range of usage_rollup), and each entity has one."""
+    for view in ("v_usage_total", "v_user_total", "v_project_averages", "v_ada_total"):
+        plan = as_analyst(warehouse_url, f"EXPLAIN (FORMAT JSON) SELECT * FROM {view}")
+        plan = json.dumps(plan.iloc[0, 0])
+        grains = set(re.findall(r"grain = '(\w+)'", plan))
+        assert grains == {"lifetime"}, (view, grains)
+    rows = as_analyst(
+        warehouse_url,
+        "SELECT scope, count(*) AS n, count(DISTINCT entity_id) AS entities FROM usage_rollup "
+        "WHERE grain = 'lifetime' GROUP BY 1 ORDER BY 1",
+    )
+    assert rows.values.tolist() == [
+        ["ada", 1, 1],
+        ["group", 4, 4],
+        ["machine", 4, 4],
+        ["project", 3, 3],
+        ["user", 5, 5],
+    ]
+
+
 def test_heatmap_covers_every_entity_for_a_year(warehouse_url):
     rows = as_analyst(
         warehouse_url,
@@ -662,6 +684,16 @@ def test_the_rollups_are_the_facts_and_the_check_sees_a_difference(warehouse_url
                 "UPDATE usage_rollup SET estimated_hours = estimated_hours + 1 "
                 "WHERE grain = 'month' AND scope = 'ada'",
                 None,  # one hour more than the days' (none estimated): relative to nothing
+            ),
+            (
+                "UPDATE usage_rollup SET full_gco2eq = full_gco2eq * 1.01 "
+                "WHERE grain = 'year' AND scope = 'project'",
+                pytest.approx(1e-2, rel=0.01),
+            ),
+            (
+                "DELETE FROM usage_rollup WHERE grain = 'lifetime' AND scope = 'group' "
+                "AND entity_id = (SELECT min(group_id) FROM dim_group)",
+                float("inf"),
             ),
         ):
             conn.execute(change)

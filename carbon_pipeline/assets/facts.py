@@ -73,9 +73,10 @@ from carbon_pipeline.timing import phase
             CONSERVATION,
             asset=USAGE_ROLLUP,
             description=(
-                "For the days and months a run touched, every scope's rollup equals the sum of "
-                "its hourly facts, column by column (sums, counts of hours, estimated and "
-                "unknown hours)."
+                "For the days, months and years a run touched, and every lifetime, every "
+                "scope's rollup equals the sum of its hourly facts, column by column (sums, "
+                "counts of hours, estimated and unknown hours): days against the facts, months "
+                "against days, years against months, lifetimes against years."
             ),
         ),
     ],
