@@ -226,6 +226,45 @@ def test_bad_registry_documents_are_parsed_or_skipped_and_named(resources, datab
     assert facts[0].metadata["registry_problems"].value == 3
 
 
+def test_threads_of_one_process_seed_the_offline_registry_once(registry_seed, fleet, monkeypatch):
+    """Concurrent runs in one process (threads) share the in-memory registry: the first seeds
+    it, the others wait and find it seeded (before, two could both insert the seed). Reading
+    the seed is made slow, so that every thread would otherwise find it unseeded."""
+    from carbon_pipeline.resources import registry as module
+
+    load = module.load_seed_file
+
+    def slow_load(path):
+        time.sleep(0.2)
+        return load(path)
+
+    monkeypatch.setattr(module, "load_seed_file", slow_load)
+    # The process's in-memory server exists already (an earlier run's database).
+    RegistryResource(
+        mongo_uri="mongomock://localhost", database="earlier", seed_dir=str(registry_seed)
+    ).db()
+    registry = RegistryResource(
+        mongo_uri="mongomock://localhost", database="seeded_once", seed_dir=str(registry_seed)
+    )
+    start = threading.Barrier(8)
+    counts, errors = [], []
+
+    def read() -> None:
+        start.wait()
+        try:
+            counts.append(registry.db()["workspaces"].count_documents({}))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert counts == [len(fleet.workspaces)] * 8
+
+
 def test_an_input_error_fails_at_once_without_retries(resources, tmp_path):
     bad = tmp_path / "watts.csv"
     bad.write_text("machine_name,busy_watts_per_core,idle_watts_per_core\nMuon,twelve,1\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -67,9 +68,18 @@ def _mock_client(seed_dir: str | None):
     return mongomock.MongoClient(tz_aware=True)
 
 
+_SEEDING = threading.Lock()
+
+
 def _seeded_mock_client(database: str, seed_dir: str | None):
-    client = _mock_client(seed_dir)
-    db = client[database]
+    # Runs of one process (threads) share one in-memory registry: made and seeded once.
+    with _SEEDING:
+        client = _mock_client(seed_dir)
+        _seed(client[database], seed_dir)
+    return client
+
+
+def _seed(db, seed_dir: str | None) -> None:
     if seed_dir and "_seeded" not in db.list_collection_names():
         folder = Path(seed_dir)
         if not folder.is_dir():
@@ -81,7 +91,6 @@ def _seeded_mock_client(database: str, seed_dir: str | None):
                 if documents:
                     db[name].insert_many(documents)
         db["_seeded"].insert_one({"from": str(folder)})
-    return client
 
 
 @functools.cache
