@@ -131,71 +131,104 @@ def _gap(ours: str, theirs: str) -> str:
     )
 
 
-def rollup_gaps(conn, start: datetime, end: datetime) -> float:
+# The reporting rollup's columns besides usage_rollup's: over the hours that show numbers.
+SHOWN_FROM_HOURS = {
+    "shown_hours": "count(busy_kwh)",
+    "shown_footprint_unknown_hours": "count(*) FILTER (WHERE busy_kwh IS NOT NULL AND "
+    "(full_gco2eq IS NULL OR coalesce(footprint_unknown_hosts, 1) > 0))",
+    "shown_regional_unknown_hours": "count(*) FILTER (WHERE busy_kwh IS NOT NULL AND "
+    "(regional_gco2eq IS NULL OR coalesce(regional_unknown_hosts, 1) > 0))",
+}
+
+
+def rollup_gaps(
+    conn,
+    start: datetime,
+    end: datetime,
+    tables: tuple[str, ...] = ("usage_rollup", "reporting_rollup"),
+) -> float:
     """Largest relative difference, over the periods touching [start, end), scopes and
-    columns, between usage_rollup and what it sums: each scope's day rows against its fact
-    table's hours of that day, each month row against its days, each year row against its
-    months, and every lifetime row against its years."""
+    columns, between a rollup and what it sums: usage_rollup's day rows against each scope's
+    fact table, reporting_rollup's against reporting.v_usage_hourly; in both, each month row
+    against its days, each year row against its months, every lifetime row against its
+    years."""
+    in_days = (
+        "WHERE timestamp_utc >= %(first_day)s::timestamp AT TIME ZONE 'UTC' "
+        "AND timestamp_utc < %(end_day)s::timestamp AT TIME ZONE 'UTC'"
+    )
+
+    def hours_per_day(columns: dict[str, str], source: str, scope: str) -> str:
+        return (
+            f"SELECT {scope} AS scope, (timestamp_utc AT TIME ZONE 'UTC')::date AS day, "
+            + ", ".join(f"{expr} AS {column}" for column, expr in columns.items())
+            + f" FROM {source} {in_days} GROUP BY 1, 2"
+        )
+
     facts = " UNION ALL ".join(
-        f"SELECT '{scope}'::text AS scope, (timestamp_utc AT TIME ZONE 'UTC')::date AS day, "
-        + ", ".join(f"{expr} AS {column}" for column, expr in ROLLUP_FROM_FACTS.items())
-        + f" FROM public.{spec.name} WHERE timestamp_utc >= %(first_day)s::timestamp "
-        "AT TIME ZONE 'UTC' AND timestamp_utc < %(end_day)s::timestamp AT TIME ZONE 'UTC' "
-        "GROUP BY 2"
+        hours_per_day(ROLLUP_FROM_FACTS, f"public.{spec.name}", f"'{scope}'::text")
         for scope, spec in SCOPE_FACTS.items()
     )
-    sums = ", ".join(f"sum({c}) AS {c}" for c in ROLLUP_FROM_FACTS)
-    # Per scope and day, summed over the scope's entities.
-    rollup_days = (
-        f"SELECT scope, period_start AS day, {sums} FROM public.usage_rollup "
-        "WHERE grain = 'day' AND period_start >= %(first_day)s AND period_start < %(end_day)s "
-        "GROUP BY 1, 2"
+    shown = ROLLUP_FROM_FACTS | SHOWN_FROM_HOURS
+    reporting = hours_per_day(shown, "reporting.v_usage_hourly", "scope")
+    first_day, end_day = rollup_days_of(start, end)
+    end_month = _next_month(end_day - timedelta(days=1))
+    params = {
+        "first_day": first_day,
+        "end_day": end_day,
+        "first_month": first_day.replace(day=1),
+        "end_month": end_month,
+        "first_year": first_day.replace(month=1, day=1),
+        "end_year": date(end_month.year + (end_month.month > 1), 1, 1),
+    }
+    sources = {
+        "usage_rollup": (facts, list(ROLLUP_FROM_FACTS)),
+        "reporting_rollup": (reporting, list(shown)),
+    }
+    query = " UNION ALL ".join(
+        _rollup_gaps_sql(f"public.{table}", *sources[table]) for table in tables
     )
-    day_gaps = ", ".join(_gap(f"r.{c}", f"f.{c}") for c in ROLLUP_FROM_FACTS)
-    coarser_gaps = ", ".join(_gap(f"c.{c}", f"s.{c}") for c in ROLLUP_FROM_FACTS)
+    worst = conn.execute(f"SELECT max(g) FROM ({query}) gaps", params).fetchone()[0]
+    return float(worst or 0.0)
+
+
+def _rollup_gaps_sql(rollup: str, hours_per_day: str, columns: list[str]) -> str:
+    """SQL: the gaps of one rollup table (a column g): its days summed per scope against
+    `hours_per_day` (scope, day, columns), and each coarser grain against the finer."""
+    sums = ", ".join(f"sum({c}) AS {c}" for c in columns)
+
+    def gaps(ours: str, theirs: str) -> str:
+        return "greatest(" + ", ".join(_gap(f"{ours}.{c}", f"{theirs}.{c}") for c in columns) + ")"
 
     def coarser(grain: str, finer: str, first: str, end: str) -> str:
-        """SQL: the gaps between a coarser grain's rows in [first, end) and their finer rows'
-        sums (lifetime: every row, against all its years)."""
+        """The gaps between a grain's rows in [first, end) and their finer rows' sums
+        (lifetime: every row, against all its years)."""
         if grain == "lifetime":
-            within, period = "", "NULL::date"
+            within, period, ours = "", "NULL::date", "NULL::date"
         else:
             within = f" AND period_start >= %({first})s AND period_start < %({end})s"
             period = f"date_trunc('{grain}', period_start)::date"
+            ours = f"date_trunc('{grain}', c.period_start)::date"
         return f"""
-          SELECT greatest({coarser_gaps})
-          FROM (SELECT * FROM public.usage_rollup WHERE grain = '{grain}'{within}) c
+          SELECT {gaps("c", "s")}
+          FROM (SELECT * FROM {rollup} WHERE grain = '{grain}'{within}) c
           FULL JOIN (
-            SELECT scope, entity_id, {period} AS period, {sums} FROM public.usage_rollup
+            SELECT scope, entity_id, {period} AS period, {sums} FROM {rollup}
             WHERE grain = '{finer}'{within} GROUP BY 1, 2, 3
           ) s ON c.scope = s.scope AND c.entity_id = s.entity_id
-             AND ({period.replace("period_start", "c.period_start")} IS NOT DISTINCT FROM s.period)
+             AND {ours} IS NOT DISTINCT FROM s.period
         """
 
-    query = f"""
-        WITH f AS ({facts}), r AS ({rollup_days})
-        SELECT max(g) FROM (
-          SELECT greatest({day_gaps}) AS g
-          FROM r FULL JOIN f ON r.scope = f.scope AND r.day = f.day
-          UNION ALL {coarser("month", "day", "first_month", "end_month")}
-          UNION ALL {coarser("year", "month", "first_year", "end_year")}
-          UNION ALL {coarser("lifetime", "year", "", "")}
-        ) gaps
+    days = (
+        f"SELECT scope, period_start AS day, {sums} FROM {rollup} WHERE grain = 'day' "
+        "AND period_start >= %(first_day)s AND period_start < %(end_day)s GROUP BY 1, 2"
+    )
+    return f"""
+        SELECT {gaps("r", "f")} AS g
+        FROM ({days}) r FULL JOIN ({hours_per_day}) f ON r.scope = f.scope AND r.day = f.day
+        UNION ALL {coarser("month", "day", "first_month", "end_month")}
+        UNION ALL {coarser("year", "month", "first_year", "end_year")}
+        UNION ALL {coarser("lifetime", "year", "", "")}
     """
-    first_day, end_day = rollup_days_of(start, end)
-    end_month = _next_month(end_day - timedelta(days=1))
-    worst = conn.execute(
-        query,
-        {
-            "first_day": first_day,
-            "end_day": end_day,
-            "first_month": first_day.replace(day=1),
-            "end_month": end_month,
-            "first_year": first_day.replace(month=1, day=1),
-            "end_year": date(end_month.year + (end_month.month > 1), 1, 1),
-        },
-    ).fetchone()[0]
-    return float(worst or 0.0)
 
 
 def rollup_days_of(start: datetime, end: datetime) -> tuple[date, date]:

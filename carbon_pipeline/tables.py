@@ -141,8 +141,10 @@ SCOPE_FACTS = {
     for scope, id_column in SCOPE_ID_COLUMNS.items()
 }
 
-# Daily and monthly sums of the scope facts, which the analysts' views read (migration 0013).
+# Daily, monthly, yearly and lifetime sums of the scope facts, which the analysts' views read
+# (migrations 0013, 0014), and of the aggregates carbon_reporter's views show (0014).
 USAGE_ROLLUP = "usage_rollup"
+REPORTING_ROLLUP = "reporting_rollup"
 
 # The tables each stage's computation (a Dagster op, named here) writes, stages in order: one
 # asset per table, written in one pass and one transaction by its op.
@@ -154,6 +156,7 @@ STAGE_TABLES = {
         *(spec.name for spec in SCOPE_FACTS.values()),
         FACT_USAGE_WORKSPACE.name,
         "workspace_session",  # upserted by workspace, not replaced by window
-        USAGE_ROLLUP,  # recomputed from the facts for the days and months of the window
+        USAGE_ROLLUP,  # recomputed from the facts for the periods of the window
+        REPORTING_ROLLUP,  # likewise, from the aggregates carbon_reporter may see
     ),
 }

@@ -19,6 +19,7 @@ EXPECTED_CHECKS = {
     "carbon_intensity_hourly": {"intensity_provenance"},
     "fact_usage_ada": {"conservation", "freshness"},
     "usage_rollup": {"conservation"},
+    "reporting_rollup": {"conservation"},
 }
 SOURCES = {"prometheus", "carbon_intensity_api", "workspace_registry", "power_model"}
 
@@ -65,6 +66,7 @@ def test_the_sources_are_upstream_and_the_views_downstream():
         assert node.description and len(node.description) > 80
         assert node.owners or node.is_observable
     assert parents("usage_rollup") == {f"fact_usage_{s}" for s in catalog_scopes()}
+    assert parents("reporting_rollup") == {f"fact_usage_{s}" for s in catalog_scopes()[:-1]}
     # The analysts' lifetime views read the rollups, the hourly ones the facts.
     assert parents("v_user_averages") == {"usage_rollup"}
     assert parents("v_usage_total") == {"usage_rollup"}
@@ -107,10 +109,10 @@ def test_materialisations_carry_row_counts_and_plottable_metadata(resources, dat
         metadata = events[0].asset_materialization.metadata
         assert wanted.get(table, set()) | {"dagster/row_count"} <= set(metadata), table
         # The rows the run wrote into the table: what the table holds for its two hours.
-        if table == "usage_rollup":  # the day's rows, its month's, its year's, every lifetime
+        if table.endswith("_rollup"):  # the day's rows, its month's, its year's, every lifetime
             (rows,) = read_table(
                 database_url,
-                "SELECT count(*) AS n FROM usage_rollup WHERE grain = 'lifetime' OR "
+                f"SELECT count(*) AS n FROM {table} WHERE grain = 'lifetime' OR "
                 "(grain, period_start) IN "
                 "(('day', '2025-03-03'), ('month', '2025-03-01'), ('year', '2025-01-01'))",
             )["n"]

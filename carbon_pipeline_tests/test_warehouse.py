@@ -587,6 +587,11 @@ REWRITTEN_VIEWS = [
     "v_usage_heatmap",
     *(f"v_{scope}_{kind}" for scope in SCOPES for kind in ("total", "averages")),
 ]
+REPORTING_VIEWS = [
+    "v_usage_rollup",
+    "v_usage_heatmap",
+    *(f"v_{scope}_{kind}" for scope in SCOPES if scope != "user" for kind in ("total", "averages")),
+]
 BETWEEN_WINDOWS = [
     ("2025-03-03T06:00", "2025-03-03T18:00"),  # inside one day
     ("2025-03-03T05:00", "2025-03-04T07:00"),  # two partial days
@@ -612,6 +617,15 @@ def before_rollups(create_database) -> dict[str, str]:
         definitions["usage_between"] = conn.execute(
             "SELECT prosrc FROM pg_proc WHERE oid = "
             "'public.usage_between(text, timestamptz, timestamptz)'::regprocedure"
+        ).fetchone()[0]
+        # carbon_reporter's, which 0013 left reading the hourly view (0014 rewrote them).
+        for view in REPORTING_VIEWS:
+            definitions[f"reporting.{view}"] = conn.execute(
+                f"SELECT pg_get_viewdef('reporting.{view}'::regclass)"
+            ).fetchone()[0]
+        definitions["reporting.usage_between"] = conn.execute(
+            "SELECT pg_get_functiondef('reporting.usage_between(text, timestamptz, timestamptz)'"
+            "::regprocedure)"
         ).fetchone()[0]
     return definitions
 
@@ -658,6 +672,62 @@ def test_the_views_over_rollups_give_the_rows_they_gave_before(warehouse_url, be
                 # The function's body names no columns: its RETURNS TABLE does.
                 want = pd.DataFrame(cur.fetchall(), columns=got.columns)
                 _same_rows(got, want, f"usage_between{args}")
+
+
+@pytest.mark.parametrize("min_users", [1, 2, 3])
+def test_the_reporting_views_over_rollups_give_the_rows_they_gave_before(
+    warehouse_url, before_rollups, min_users
+):
+    """carbon_reporter's views and usage_between, over reporting_rollup, against their
+    definitions before it, under policies that merge some groups and hide some hours (a
+    change of policy rebuilds the rollup: its trigger)."""
+
+    def as_reporter_at(query: str, conn: psycopg.Connection, params=None) -> pd.DataFrame:
+        with conn.cursor() as cur:
+            cur.execute(query, params)
+            return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
+
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute("UPDATE reporting_policy SET min_users = %s", (min_users,))
+        before_between = before_rollups["reporting.usage_between"].replace(
+            "reporting.usage_between(", "pg_temp.before_between(", 1
+        )
+        conn.execute(before_between)
+        conn.execute(
+            "GRANT EXECUTE ON FUNCTION pg_temp.before_between(text, timestamptz, timestamptz) "
+            "TO carbon_reporter"
+        )
+        conn.execute("SET ROLE carbon_reporter")
+        conn.execute("SET TIME ZONE 'UTC'")
+        conn.execute("SELECT set_config('carbon.now', '2025-04-01T00:00Z', false)")
+        try:
+            for view in REPORTING_VIEWS:
+                got = as_reporter_at(f"SELECT * FROM reporting.{view}", conn)
+                want = as_reporter_at(before_rollups[f"reporting.{view}"], conn)
+                _same_rows(got, want, f"reporting.{view}")
+            merged = as_reporter_at(
+                "SELECT count(*) AS n FROM reporting.v_usage_rollup WHERE scope_id IS NULL "
+                "AND scope <> 'ada'",
+                conn,
+            )
+            assert (merged["n"][0] > 0) == (min_users > 1)
+            for scope in ("ada", "project", "machine", "group"):
+                for start, end in BETWEEN_WINDOWS:
+                    args = (scope, t(start), t(end))
+                    _same_rows(
+                        as_reporter_at(
+                            "SELECT * FROM reporting.usage_between(%s, %s, %s)", conn, args
+                        ),
+                        as_reporter_at(
+                            "SELECT * FROM pg_temp.before_between(%s, %s, %s)", conn, args
+                        ),
+                        f"reporting.usage_between{args}",
+                    )
+        finally:
+            conn.execute("RESET ROLE")
+            conn.execute("UPDATE reporting_policy SET min_users = 5")
+    with psycopg.connect(warehouse_url) as conn:
+        assert rollup_gaps(conn, WINDOW_START, WINDOW_END) <= 1e-12
 
 
 def test_the_rollups_are_the_facts_and_the_check_sees_a_difference(warehouse_url):

@@ -33,6 +33,7 @@ from carbon_pipeline.schemas import WORKSPACE_FACT_SCHEMA, scope_fact_schema, va
 from carbon_pipeline.tables import (
     FACT_USAGE_INSTANCE,
     FACT_USAGE_WORKSPACE,
+    REPORTING_ROLLUP,
     SCOPE_FACTS,
     SCOPE_ID_COLUMNS,
     STAGE_TABLES,
@@ -40,6 +41,12 @@ from carbon_pipeline.tables import (
 )
 from carbon_pipeline.times import chunks
 from carbon_pipeline.timing import phase
+
+# What each rollup sums: the analysts' every scope's facts, carbon_reporter's the aggregates'.
+ROLLUP_DEPS = {
+    USAGE_ROLLUP: [spec.name for spec in SCOPE_FACTS.values()],
+    REPORTING_ROLLUP: [spec.name for scope, spec in SCOPE_FACTS.items() if scope != "user"],
+}
 
 
 @dg.multi_asset(
@@ -50,11 +57,7 @@ from carbon_pipeline.timing import phase
             table,
             group="facts",
             kinds={"pandas"},
-            deps=(
-                [spec.name for spec in SCOPE_FACTS.values()]
-                if table == USAGE_ROLLUP
-                else [FACT_USAGE_INSTANCE.name, "workspace_registry"]
-            ),
+            deps=ROLLUP_DEPS.get(table, [FACT_USAGE_INSTANCE.name, "workspace_registry"]),
             automation_condition=derived_condition(),
         )
         for table in STAGE_TABLES["usage_facts"]
@@ -77,6 +80,15 @@ from carbon_pipeline.timing import phase
                 "scope's rollup equals the sum of its hourly facts, column by column (sums, "
                 "counts of hours, estimated and unknown hours): days against the facts, months "
                 "against days, years against months, lifetimes against years."
+            ),
+        ),
+        dg.AssetCheckSpec(
+            CONSERVATION,
+            asset=REPORTING_ROLLUP,
+            description=(
+                "As usage_rollup's, against reporting.v_usage_hourly (small groups merged per "
+                "hour): days against its hours, months against days, years against months, "
+                "lifetimes against years."
             ),
         ),
     ],
@@ -152,7 +164,7 @@ def usage_facts(
     with phase("postgres_write"), warehouse.connect() as short:
         rollup_rows = refresh_rollups(short, start, end)
     with phase("postgres_read"), warehouse.connect() as short:
-        rollup_gap = rollup_gaps(short, start, end)
+        rollup_gap = {table: rollup_gaps(short, start, end, (table,)) for table in rollup_rows}
     for problem in sorted(registry_problems):
         context.log.warning(f"registry: {problem}")
     yield materialized(
@@ -165,13 +177,14 @@ def usage_facts(
     for table in [*(spec.name for spec in SCOPE_FACTS.values()), FACT_USAGE_WORKSPACE.name][1:]:
         yield materialized(table, writer.rows[table])
     yield materialized("workspace_session", len(sessions_touched))
-    yield materialized(USAGE_ROLLUP, rollup_rows)
-    yield dg.AssetCheckResult(
-        asset_key=USAGE_ROLLUP,
-        check_name=CONSERVATION,
-        passed=rollup_gap <= 1e-9,
-        metadata={"largest_relative_gap": rollup_gap},
-    )
+    for table, rows in rollup_rows.items():
+        yield materialized(table, rows)
+        yield dg.AssetCheckResult(
+            asset_key=table,
+            check_name=CONSERVATION,
+            passed=rollup_gap[table] <= 1e-9,
+            metadata={"largest_relative_gap": rollup_gap[table]},
+        )
     yield dg.AssetCheckResult(
         asset_key=SCOPE_FACTS["ada"].name,
         check_name=CONSERVATION,
@@ -180,10 +193,14 @@ def usage_facts(
     )
 
 
-def refresh_rollups(conn, start: datetime, end: datetime) -> int:
-    """usage_rollup recomputed for the days touching [start, end) and their months (from
-    facts already committed); how many rows it wrote."""
-    return conn.execute("SELECT public.carbon_refresh_rollups(%s, %s)", (start, end)).fetchone()[0]
+def refresh_rollups(conn, start: datetime, end: datetime) -> dict[str, int]:
+    """The rollups recomputed for the days touching [start, end), their months and years,
+    and every lifetime (from facts already committed); {table: rows written}."""
+    written = conn.execute(
+        "SELECT rollup_table, rows_written FROM public.carbon_refresh_rollups(%s, %s)",
+        (start, end),
+    ).fetchall()
+    return {table.removeprefix("public."): rows for table, rows in written}
 
 
 def recompute_session_totals(
