@@ -120,6 +120,13 @@ ROLLUP_FROM_FACTS = {
     "footprint_unknown_host_hours": "sum(footprint_unknown_hosts)",
     "regional_unknown_hours": "count(*) FILTER (WHERE regional_gco2eq IS NULL "
     "OR coalesce(regional_unknown_hosts, 1) > 0)",
+    "known_hours": "count(*) FILTER (WHERE footprint_unknown_hosts = 0)",
+    "known_cpu_gco2eq": "sum(busy_gco2eq) FILTER (WHERE footprint_unknown_hosts = 0) "
+    "+ sum(idle_gco2eq) FILTER (WHERE footprint_unknown_hosts = 0)",
+    **{
+        f"known_{m}": f"sum({m}) FILTER (WHERE footprint_unknown_hosts = 0)"
+        for m in ("memory_gco2eq", "overhead_gco2eq", "embodied_gco2eq", "full_gco2eq")
+    },
 }
 
 

@@ -32,6 +32,16 @@ MEASURED = {
     "v_usage_heatmap_project": "SELECT * FROM v_usage_heatmap WHERE scope = 'project' "
     "AND scope_name = 'IDAaaS'",
 }
+# carbon_reporter's versions (as carbon_reporter; the policy of 5 users merges the small groups).
+REPORTER = {
+    "reporting.v_usage_total": "SELECT * FROM reporting.v_usage_total",
+    "reporting.v_group_averages": "SELECT * FROM reporting.v_group_averages",
+    "reporting.v_project_total": "SELECT * FROM reporting.v_project_total",
+    "reporting.usage_between_group_month": "SELECT * FROM reporting.usage_between('group', "
+    "%(month)s, %(next_month)s)",
+    "reporting.v_usage_monthly_project": "SELECT * FROM reporting.v_usage_monthly "
+    "WHERE scope = 'project'",
+}
 SCOPES = {  # scope: (fact table, id column, dimension, how many by default)
     "project": ("fact_usage_project", "project_id", "dim_project", 40),
     "machine": ("fact_usage_machine", "machine_id", "dim_machine", 60),
@@ -150,18 +160,21 @@ def time_queries(url: str, end: datetime, repeat: int = 3) -> dict[str, float]:
         "next_month": end,
         "year_ago": end.replace(year=end.year - 1).date(),
     }
-    queries = {**documented_queries(), **MEASURED}
     best = {}
-    with psycopg.connect(url) as conn:
-        conn.execute("SET ROLE carbon_analyst")
-        conn.execute("SELECT set_config('carbon.now', %s, false)", (end.isoformat(),))
-        for name, query in queries.items():
-            walls = []
-            for _ in range(repeat):
-                began = time.perf_counter()
-                conn.execute(query, params if "%(" in query else None).fetchall()
-                walls.append(time.perf_counter() - began)
-            best[name] = min(walls)
+    for role, queries in (
+        ("carbon_analyst", {**documented_queries(), **MEASURED}),
+        ("carbon_reporter", REPORTER),
+    ):
+        with psycopg.connect(url) as conn:
+            conn.execute(f"SET ROLE {role}")
+            conn.execute("SELECT set_config('carbon.now', %s, false)", (end.isoformat(),))
+            for name, query in queries.items():
+                walls = []
+                for _ in range(repeat):
+                    began = time.perf_counter()
+                    conn.execute(query, params if "%(" in query else None).fetchall()
+                    walls.append(time.perf_counter() - began)
+                best[name] = min(walls)
     return best
 
 
@@ -203,7 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    print(f"\n(h) analysts' queries: {counts}, {years} year(s), best of 3, as carbon_analyst\n")
+    print(
+        f"\n(h) analysts' queries: {counts}, {years} year(s), best of 3, as carbon_analyst "
+        "(reporting.*: as carbon_reporter)\n"
+    )
     print(f"{'query':40} {'ms':>9}  target")
     for query, seconds in best.items():
         mark = "ok" if seconds <= TARGET_SECONDS else "OVER"

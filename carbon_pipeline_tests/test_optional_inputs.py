@@ -131,6 +131,20 @@ def test_fleets_without_memory_sizes_backfill_rerun_and_rederive(
         total["hours"] == total["footprint_unknown_hours"] == total["regional_unknown_hours"] == 48
     )
     assert total["footprint_unknown_host_hours"] == unknown.sum()
+    # The guide's like-with-like comparison, from the rollups' known_* sums, is the hours' own.
+    from_rollups = read_table(database_url, documented_queries()["what_the_full_footprint_adds"])
+    from_hours = read_table(
+        database_url,
+        "SELECT scope_name AS project, sum(busy_gco2eq + idle_gco2eq) AS cpu_gco2eq, "
+        "sum(memory_gco2eq) AS memory_gco2eq, sum(overhead_gco2eq) AS overhead_gco2eq, "
+        "sum(embodied_gco2eq) AS embodied_gco2eq, sum(full_gco2eq) AS full_gco2eq, "
+        "sum(full_gco2eq) / nullif(sum(busy_gco2eq + idle_gco2eq), 0) AS full_over_cpu, "
+        "count(*) AS hours_compared FROM v_usage_hourly "
+        "WHERE scope = 'project' AND footprint_unknown_hosts = 0 "
+        "GROUP BY scope_name ORDER BY full_gco2eq DESC",
+    )
+    assert len(from_rollups) == len(from_hours) and (len(from_hours) > 0) == bool(with_memory)
+    pd.testing.assert_frame_equal(from_rollups, from_hours, check_exact=False, rtol=1e-12)
     known_kwh = hosts.loc[~unknown, "full_kwh"].sum()
     assert (
         pd.isna(total["full_kwh"])

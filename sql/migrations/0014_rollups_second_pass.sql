@@ -5,6 +5,16 @@
 -- rollups too: reporting_rollup holds the same sums of reporting.v_usage_hourly (small groups
 -- merged per hour under reporting_policy), rebuilt whole when the policy changes.
 
+-- (3) The sums over the hours whose every host-hour has a known full footprint, so that the
+-- guide's like-with-like comparison of the full and the CPU-only footprint reads rollups too.
+ALTER TABLE public.usage_rollup
+  ADD COLUMN known_hours         BIGINT NOT NULL DEFAULT 0,
+  ADD COLUMN known_cpu_gco2eq     DOUBLE PRECISION,
+  ADD COLUMN known_memory_gco2eq  DOUBLE PRECISION,
+  ADD COLUMN known_overhead_gco2eq DOUBLE PRECISION,
+  ADD COLUMN known_embodied_gco2eq DOUBLE PRECISION,
+  ADD COLUMN known_full_gco2eq    DOUBLE PRECISION;
+ALTER TABLE public.usage_rollup ALTER COLUMN known_hours DROP DEFAULT;
 ALTER TABLE public.usage_rollup DROP CONSTRAINT usage_rollup_grain_check;
 ALTER TABLE public.usage_rollup ADD CONSTRAINT usage_rollup_grain_check
   CHECK (grain IN ('day', 'month', 'year', 'lifetime'));
@@ -21,6 +31,12 @@ CREATE INDEX reporting_rollup_period ON public.reporting_rollup (grain, period_s
 COMMENT ON TABLE public.reporting_rollup IS 'usage_rollup''s sums for carbon_reporter: of reporting.v_usage_hourly (ada, project, machine, group; entity_id -1 is a scope''s merged row of small groups), maintained with usage_rollup and rebuilt whole when reporting_policy changes. What the reporting.* period and lifetime views and reporting.usage_between read. Not readable by carbon_reporter or carbon_analyst: the reporting views show it.';
 INSERT INTO public.column_glossary (column_name, meaning) VALUES
   ('grain', 'The period a rollup row sums: day, month or year (UTC, from period_start), or lifetime (every hour stored; period_start is the first year with hours).'),
+  ('known_hours', 'How many of the hours have every host-hour''s full footprint known (footprint_unknown_hosts = 0): the hours the known_* sums cover.'),
+  ('known_cpu_gco2eq', 'busy_gco2eq + idle_gco2eq over the known_hours only: the CPU-only footprint of the hours the full one is known for.'),
+  ('known_memory_gco2eq', 'memory_gco2eq over the known_hours only.'),
+  ('known_overhead_gco2eq', 'overhead_gco2eq over the known_hours only.'),
+  ('known_embodied_gco2eq', 'embodied_gco2eq over the known_hours only.'),
+  ('known_full_gco2eq', 'full_gco2eq over the known_hours only: compare it with known_cpu_gco2eq (like with like).'),
   ('shown_hours', 'How many of the hours show their numbers (not suppressed for having fewer than reporting_policy.min_users users): the averages'' denominator.'),
   ('shown_footprint_unknown_hours', 'footprint_unknown_hours over the hours that show their numbers only.'),
   ('shown_regional_unknown_hours', 'regional_unknown_hours over the hours that show their numbers only.')
@@ -77,6 +93,12 @@ BEGIN
     ('footprint_unknown_hours', 'count(*) FILTER (WHERE h.full_gco2eq IS NULL OR coalesce(h.footprint_unknown_hosts, 1) > 0)'),
     ('footprint_unknown_host_hours', 'sum(h.footprint_unknown_hosts)'),
     ('regional_unknown_hours', 'count(*) FILTER (WHERE h.regional_gco2eq IS NULL OR coalesce(h.regional_unknown_hosts, 1) > 0)'),
+    ('known_hours', 'count(*) FILTER (WHERE h.footprint_unknown_hosts = 0)'),
+    ('known_cpu_gco2eq', 'sum(h.busy_gco2eq + h.idle_gco2eq) FILTER (WHERE h.footprint_unknown_hosts = 0)'),
+    ('known_memory_gco2eq', 'sum(h.memory_gco2eq) FILTER (WHERE h.footprint_unknown_hosts = 0)'),
+    ('known_overhead_gco2eq', 'sum(h.overhead_gco2eq) FILTER (WHERE h.footprint_unknown_hosts = 0)'),
+    ('known_embodied_gco2eq', 'sum(h.embodied_gco2eq) FILTER (WHERE h.footprint_unknown_hosts = 0)'),
+    ('known_full_gco2eq', 'sum(h.full_gco2eq) FILTER (WHERE h.footprint_unknown_hosts = 0)'),
     ('shown_hours', 'count(h.busy_kwh)'),
     ('shown_footprint_unknown_hours', 'count(*) FILTER (WHERE h.busy_kwh IS NOT NULL AND (h.full_gco2eq IS NULL OR coalesce(h.footprint_unknown_hosts, 1) > 0))'),
     ('shown_regional_unknown_hours', 'count(*) FILTER (WHERE h.busy_kwh IS NOT NULL AND (h.regional_gco2eq IS NULL OR coalesce(h.regional_unknown_hosts, 1) > 0))')
@@ -143,7 +165,7 @@ DECLARE
   end_year    DATE := (date_trunc('year', end_day - 1) + interval '1 year')::date;
   pair        RECORD;
 BEGIN
-  IF to_ts <= from_ts THEN
+  IF from_ts IS NULL OR to_ts IS NULL OR to_ts <= from_ts THEN
     RETURN;
   END IF;
   PERFORM pg_advisory_xact_lock(13001, (d - DATE '2000-01-01'))
@@ -251,7 +273,9 @@ DECLARE
     'p.memory_kwh, p.overhead_kwh, p.full_kwh, p.memory_gco2eq, p.overhead_gco2eq, '
     'p.embodied_gco2eq, p.full_gco2eq, p.regional_gco2eq, '
     'p.regional_gco2eq / nullif(p.regional_full_kwh, 0) AS regional_intensity_gco2eq_per_kwh, '
-    'p.footprint_unknown_hours, p.footprint_unknown_host_hours, p.regional_unknown_hours';
+    'p.footprint_unknown_hours, p.footprint_unknown_host_hours, p.regional_unknown_hours, '
+    'p.known_hours, p.known_cpu_gco2eq, p.known_memory_gco2eq, p.known_overhead_gco2eq, '
+    'p.known_embodied_gco2eq, p.known_full_gco2eq';
 BEGIN
   -- The hourly averages divide by the hours that show numbers (all of them, for analysts).
   EXECUTE format('CREATE OR REPLACE VIEW public.v_usage_rollup AS SELECT %s FROM ('
@@ -430,11 +454,11 @@ BEGIN
 END;
 $$;
 
--- The history stored before this migration: the analysts' years and lifetimes from their
--- months, and carbon_reporter's rollups from the hourly view.
-SELECT public.carbon_rollup_from('public.usage_rollup', 'year', 'month', DATE '-infinity', DATE 'infinity');
-SELECT public.carbon_rollup_from('public.usage_rollup', 'lifetime', 'year', NULL, NULL);
-SELECT public.carbon_rebuild_reporting_rollups();
+-- The history stored before this migration, rolled up again (every grain and both tables: the
+-- known sums are new).
+SELECT * FROM public.carbon_refresh_rollups(
+  (SELECT min(timestamp_utc) FROM public.fact_usage_ada),
+  (SELECT max(timestamp_utc) + interval '1 hour' FROM public.fact_usage_ada));
 
 -- The new objects' columns, documented from the glossary.
 SELECT public.carbon_document_columns();
