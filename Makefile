@@ -55,7 +55,7 @@ $(UI_TESTS)/node_modules/playwright-core: $(UI_TESTS)/package.json $(UI_TESTS)/p
 # Independent tests run side by side (pytest-xdist): most of the suite's time is spent waiting
 # on the services and on processes starting, not computing. TEST_WORKERS=0 runs them one after
 # the other.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 6
 PYTEST = pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 test: setup /usr/bin/promtool
