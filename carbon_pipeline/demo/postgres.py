@@ -99,6 +99,11 @@ def fresh_database(admin: str, name: str, template: str | None = None) -> str:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"{copy}')
+    return database_url(admin, name)
+
+
+def database_url(admin: str, name: str) -> str:
+    """The URL of database `name` on the server of `admin`."""
     if "?" in admin:  # socket form: postgresql:///postgres?host=...
         base, _, query = admin.partition("?")
         return f"{base.rsplit('/', 1)[0]}/{name}?{query}"

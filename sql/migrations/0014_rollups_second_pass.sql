@@ -454,6 +454,28 @@ BEGIN
 END;
 $$;
 
+-- reporting.v_usage_hourly named its per-entity rows (CTEs entity, marked) more than once, so
+-- PostgreSQL computed them for every stored hour before any filter: a day's refresh, and the
+-- hours at either end of reporting.usage_between, read the whole history. Inlined, a filter on
+-- timestamp_utc reaches the facts (it is a partition column of every window), and the same
+-- rows come out.
+DO $$
+DECLARE
+  body TEXT;
+  saved TEXT := current_setting('search_path');
+BEGIN
+  PERFORM set_config('search_path', 'pg_catalog', TRUE);
+  body := pg_get_viewdef('reporting.v_usage_hourly'::regclass);
+  IF body NOT LIKE '%), entity AS (%' OR body NOT LIKE '%), marked AS (%' THEN
+    RAISE EXCEPTION 'reporting.v_usage_hourly is not as 0010 made it';
+  END IF;
+  body := replace(body, '), entity AS (', '), entity AS NOT MATERIALIZED (');
+  body := replace(body, '), marked AS (', '), marked AS NOT MATERIALIZED (');
+  EXECUTE format('CREATE OR REPLACE VIEW reporting.v_usage_hourly AS %s', body);
+  PERFORM set_config('search_path', saved, TRUE);
+END
+$$;
+
 -- The history stored before this migration, rolled up again (every grain and both tables: the
 -- known sums are new).
 SELECT * FROM public.carbon_refresh_rollups(
