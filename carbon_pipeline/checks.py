@@ -11,7 +11,7 @@ import pandas as pd
 from carbon_pipeline.energy import FOOTPRINT_METRICS, METRICS, sum_metrics
 from carbon_pipeline.resources.prometheus import UNIDENTIFIED
 from carbon_pipeline.schemas import within_capacity
-from carbon_pipeline.tables import SCOPE_FACTS
+from carbon_pipeline.tables import REPORTING_ROLLUP, SCOPE_FACTS, USAGE_ROLLUP
 
 CONSERVATION = "conservation"
 COMPLETENESS = "completeness"
@@ -152,7 +152,7 @@ def rollup_gaps(
     conn,
     start: datetime,
     end: datetime,
-    tables: tuple[str, ...] = ("usage_rollup", "reporting_rollup"),
+    tables: tuple[str, ...] = (USAGE_ROLLUP, REPORTING_ROLLUP),
 ) -> float:
     """Largest relative difference, over the periods touching [start, end), scopes and
     columns, between a rollup and what it sums: usage_rollup's day rows against each scope's
@@ -188,8 +188,8 @@ def rollup_gaps(
         "end_year": date(end_month.year + (end_month.month > 1), 1, 1),
     }
     sources = {
-        "usage_rollup": (facts, list(ROLLUP_FROM_FACTS)),
-        "reporting_rollup": (reporting, list(shown)),
+        USAGE_ROLLUP: (facts, list(ROLLUP_FROM_FACTS)),
+        REPORTING_ROLLUP: (reporting, list(shown)),
     }
     query = " UNION ALL ".join(
         _rollup_gaps_sql(f"public.{table}", *sources[table]) for table in tables
