@@ -8,7 +8,17 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-PHASES = ("prometheus", "intensity_api", "registry", "transform", "postgres_read", "postgres_write")
+# rollups: the analysts' daily to lifetime sums recomputed after each window's facts, and
+# their conservation check.
+PHASES = (
+    "prometheus",
+    "intensity_api",
+    "registry",
+    "transform",
+    "postgres_read",
+    "postgres_write",
+    "rollups",
+)
 _seconds: defaultdict[str, float] = defaultdict(float)
 
 

@@ -713,6 +713,8 @@ def main_bench(args) -> int:
 
 
 def print_report(r: dict) -> None:
+    from carbon_pipeline import timing
+
     a, b, c, d = r["a"], r.get("b"), r.get("c"), r.get("d")
     rows = sum(a["rows"].values())
     phases = a["phases"]
@@ -726,15 +728,11 @@ def print_report(r: dict) -> None:
         f"{'(a) backfill through Dagster, end to end':<46}{a['wall']:>10.1f}{rows / a['wall']:>12,.0f}{a['peak_rss_mib']:>14,.0f}"
         + _tries(a)
     )
-    for name in (
-        "prometheus",
-        "intensity_api",
-        "registry",
-        "transform",
-        "postgres_read",
-        "postgres_write",
-    ):
-        print(f"{'    ' + name:<46}{phases[name]:>10.1f}")
+    for name in timing.PHASES:
+        label = (
+            f"rollups ({phases[name] / a['runs']:.1f} s a run)" if name == "rollups" else name
+        )
+        print(f"{'    ' + label:<46}{phases.get(name, 0.0):>10.1f}")
     print(f"{'    dagster bookkeeping and the rest':<46}{a['wall'] - ours:>10.1f}")
     if b:
         print(f"{'(b) I/O floor':<46}{b['wall']:>10.1f}{b['rows'] / b['copy']:>12,.0f}")

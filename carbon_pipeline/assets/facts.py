@@ -161,9 +161,9 @@ def usage_facts(
         )
     # The analysts' rollups of the days and months the window touched, from the facts now
     # committed, in a short transaction of their own.
-    with phase("postgres_write"), warehouse.connect() as short:
+    with phase("rollups"), warehouse.connect() as short:
         rollup_rows = refresh_rollups(short, start, end)
-    with phase("postgres_read"), warehouse.connect() as short:
+    with phase("rollups"), warehouse.connect() as short:
         rollup_gap = {table: rollup_gaps(short, start, end, (table,)) for table in rollup_rows}
     for problem in sorted(registry_problems):
         context.log.warning(f"registry: {problem}")
