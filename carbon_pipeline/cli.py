@@ -103,6 +103,28 @@ def _graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _greenest(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from carbon_pipeline.greenest import greenest_windows, report
+
+    url = os.getenv("DATABASE_URL")
+    if not url:
+        print("error: set DATABASE_URL", file=sys.stderr)
+        return 2
+    if args.hours <= 0 or args.within < args.hours or args.best < 1:
+        print("error: need --hours > 0, --within >= --hours and --best >= 1", file=sys.stderr)
+        return 2
+    try:
+        with psycopg.connect(url) as conn:
+            windows = greenest_windows(conn, args.hours, args.site, args.within, args.best)
+    except psycopg.errors.RaiseException as exc:  # greenest_window's own message
+        print(f"error: {exc.diag.message_primary}", file=sys.stderr)
+        return 2
+    print(report(windows, args.hours, args.site), end="")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from carbon_pipeline.demo.run import run_demo
 
@@ -170,6 +192,20 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "graph", help="print the README's asset table and diagram, from the definitions"
     ).set_defaults(func=_graph)
+
+    greenest = commands.add_parser(
+        "greenest",
+        help="the greenest start times for a job of --hours, from the stored forecast",
+    )
+    greenest.add_argument("--hours", type=float, required=True, help="the job's length [h]")
+    greenest.add_argument(
+        "--site", default=None, help="a configured site (default: the GB national forecast)"
+    )
+    greenest.add_argument(
+        "--within", type=float, default=48, help="the job must end within this many hours (48)"
+    )
+    greenest.add_argument("--best", type=int, default=3, help="how many start times (3)")
+    greenest.set_defaults(func=_greenest)
 
     demo = commands.add_parser("demo", help="run the whole pipeline on a generated month, locally")
     demo.add_argument("--dir", default=".demo", help="working folder (default .demo)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from carbon_pipeline.assets.facts import usage_facts
+from carbon_pipeline.assets.forecast import forecast_job, forecast_schedule, intensity_forecast
 from carbon_pipeline.assets.sources import (
     CARBON_INTENSITY_API,
     PROMETHEUS,
@@ -38,6 +39,8 @@ from carbon_pipeline.sensors import intensity_actuals_sensor
 
 # The stages, each writing its tables' assets in one pass: what a run materialises.
 ASSETS = [host_cpu_seconds, carbon_intensity, fact_usage_instance, usage_facts]
+# Not by hour: the forecast, fetched every half hour, each fetch kept.
+FORECAST = [intensity_forecast]
 # The sources upstream of them: outside systems, and those observed for changes.
 SOURCES = [PROMETHEUS, CARBON_INTENSITY_API, registry_source, power_model_source]
 # Checks defined apart from their asset (evaluated by its runs and on their own schedule).
@@ -109,12 +112,12 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
 
 
 defs = dg.Definitions(
-    assets=[*SOURCES, *ASSETS, *VIEWS],
+    assets=[*SOURCES, *ASSETS, *FORECAST, *VIEWS],
     asset_checks=CHECKS,
     # The stages run one after another and share one process: no per-step process start-up.
     executor=dg.in_process_executor,
-    jobs=[hourly_job, freshness_job],
-    schedules=[hourly_schedule(), freshness_schedule],
+    jobs=[hourly_job, freshness_job, forecast_job],
+    schedules=[hourly_schedule(), freshness_schedule, forecast_schedule],
     sensors=[intensity_actuals_sensor, catch_up_sensor],
     resources=resources_from_env(),
 )

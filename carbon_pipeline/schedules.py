@@ -9,7 +9,8 @@ from carbon_pipeline.partitions import hourly_partitions
 
 hourly_job = dg.define_asset_job(
     "hourly_carbon_job",
-    selection=dg.AssetSelection.all(),
+    # Every asset partitioned by hour (the forecast is fetched by its own schedule).
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("forecast"),
     partitions_def=hourly_partitions,
     description="Every asset for one or more hours.",
 )

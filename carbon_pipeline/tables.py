@@ -160,3 +160,6 @@ STAGE_TABLES = {
         REPORTING_ROLLUP,  # likewise, from the aggregates carbon_reporter may see
     ),
 }
+
+# The forecast stage's tables (unpartitioned: fetched every half hour, each fetch kept).
+FORECAST_TABLES = ("intensity_forecast", "forecast_fetch", "forecast_site", "forecast_error_daily")

@@ -729,9 +729,7 @@ def print_report(r: dict) -> None:
         + _tries(a)
     )
     for name in timing.PHASES:
-        label = (
-            f"rollups ({phases[name] / a['runs']:.1f} s a run)" if name == "rollups" else name
-        )
+        label = f"rollups ({phases[name] / a['runs']:.1f} s a run)" if name == "rollups" else name
         print(f"{'    ' + label:<46}{phases.get(name, 0.0):>10.1f}")
     print(f"{'    dagster bookkeeping and the rest':<46}{a['wall'] - ours:>10.1f}")
     if b:

@@ -49,6 +49,9 @@ SCOPES = {  # scope: (fact table, id column, dimension, how many by default)
     "user": ("fact_usage_user", "user_id", "dim_user", 1000),
 }
 START = datetime(2021, 1, 1, tzinfo=UTC)
+# The forecast's record starts when its schedule does: the last 90 days of vintages (every
+# half hour, 48 hours each, national and RAL's region).
+FORECAST_DAYS = 90
 
 
 def log(message: str) -> None:
@@ -127,6 +130,48 @@ def fill(url: str, counts: dict[str, int], years: int) -> dict:
                     """,
                     (start, end),
                 )
+        # The hours' intensity (the facts' i), and the forecast's vintages.
+        conn.execute(
+            """
+            INSERT INTO carbon_intensity_hourly (timestamp_utc, intensity_gco2eq_per_kwh,
+              intensity_source, forecast_gco2eq_per_kwh, actual_gco2eq_per_kwh, period_count)
+            SELECT h, i, 'actual', i, i, 2
+            FROM generate_series(%s::timestamptz, %s::timestamptz - interval '1 hour',
+                                 interval '1 hour') h
+            CROSS JOIN LATERAL (SELECT 150 + 50 * sin(extract(epoch FROM h) / 86400.0) AS i) v
+            """,
+            (months[0], months[-1]),
+        )
+        conn.execute("INSERT INTO forecast_site VALUES ('RAL', 12)")
+        conn.execute(
+            """
+            INSERT INTO intensity_forecast (region_id, issued_at, period_from,
+              forecast_gco2eq_per_kwh, intensity_index)
+            SELECT r, v, v + k * interval '30 minutes',
+              (150 + 50 * sin(extract(epoch FROM v + k * interval '30 minutes') / 86400.0)
+               + 0.2 * k) * CASE r WHEN 0 THEN 1 ELSE 0.8 END, 'moderate'
+            FROM generate_series(%s::timestamptz - %s * interval '1 day',
+                                 %s::timestamptz - interval '30 minutes',
+                                 interval '30 minutes') v
+            CROSS JOIN generate_series(0, 95) k
+            CROSS JOIN (VALUES (0), (12)) regions (r)
+            """,
+            (months[-1], FORECAST_DAYS, months[-1]),
+        )
+        # The error sums, as each fetch refreshes the days of its horizon (timed: one fetch's).
+        for day in range(FORECAST_DAYS + 2, 0, -1):
+            conn.execute(
+                "SELECT carbon_refresh_forecast_error(%s::timestamptz - %s * interval '1 day', "
+                "%s::timestamptz - %s * interval '1 day' + interval '48 hours')",
+                (months[-1], day, months[-1], day),
+            )
+        began_fetch = time.perf_counter()
+        conn.execute(
+            "SELECT carbon_refresh_forecast_error(%s::timestamptz - interval '30 minutes', "
+            "%s::timestamptz + interval '47 hours 30 minutes')",
+            (months[-1], months[-1]),
+        )
+        forecast_refresh = time.perf_counter() - began_fetch
         filled = time.perf_counter() - began
         conn.execute("SET session_replication_role = origin")
         began = time.perf_counter()
@@ -142,6 +187,7 @@ def fill(url: str, counts: dict[str, int], years: int) -> dict:
         "fill_seconds": filled,
         "rollup_seconds": rolled_up,
         "rollup_seconds_per_month": max(rollup_seconds),
+        "forecast_refresh_seconds": forecast_refresh,
         "bytes": size,
         "end": months[-1],
     }
@@ -245,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(
         f"\nrollup of one month (a window's work): at most {filled['rollup_seconds_per_month']:.2f} s; "
-        f"all {12 * years} months {filled['rollup_seconds']:.1f} s"
+        f"all {12 * years} months {filled['rollup_seconds']:.1f} s; a forecast fetch's refresh "
+        f"of the forecast error: {filled['forecast_refresh_seconds']:.2f} s"
     )
     return 0
 

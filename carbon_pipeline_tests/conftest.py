@@ -127,10 +127,18 @@ def prometheus(tmp_path_factory, fleet):
     server.stop()
 
 
+def test_server_periods() -> pd.DataFrame:
+    """What the test server serves: a day either side of the fleet's window, like the real
+    service's wider record (its forecasts too, for the forecast routes)."""
+    return synthetic_periods(WINDOW_START - timedelta(days=1), WINDOW_END + timedelta(days=1))
+
+
+test_server_periods.__test__ = False  # not a test
+
+
 @pytest.fixture(scope="session")
 def intensity_periods() -> pd.DataFrame:
-    # A day either side of the fleet's window, like the real service's wider record.
-    return synthetic_periods(WINDOW_START - timedelta(days=1), WINDOW_END + timedelta(days=1))
+    return test_server_periods()
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from carbon_pipeline.tables import STAGE_TABLES
+from carbon_pipeline.tables import FORECAST_TABLES, STAGE_TABLES
 from carbon_pipeline_tests import expected
 from carbon_pipeline_tests.conftest import materialize_range, read_table
 from carbon_pipeline_tests.fleet_spec import ODD_MACHINE, WINDOW_END, WINDOW_START, t
@@ -216,7 +216,13 @@ def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     materialised = {k.to_user_string() for k in graph.materializable_asset_keys}
-    assert materialised == {table for tables in STAGE_TABLES.values() for table in tables}
+    hourly = {table for tables in STAGE_TABLES.values() for table in tables}
+    assert materialised == hourly | set(FORECAST_TABLES)
+    # The hourly job materialises every table by hour, the forecast's by its own schedule.
+    job = defs.resolve_job_def("hourly_carbon_job")
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == hourly
+    forecast = defs.resolve_schedule_def("intensity_forecast_schedule")
+    assert forecast.cron_schedule == "*/30 * * * *"
     observed = {k.to_user_string() for k in graph.observable_asset_keys}
     assert observed == {"workspace_registry", "power_model"}
     schedule = defs.resolve_schedule_def("hourly_carbon_schedule")

@@ -101,6 +101,9 @@ END $$
 # Every relation a function of reporting or public reads, shadowed by a temp view whose
 # every column calls the escalation (the review's attack, generalised).
 SHADOWED = {
+    "intensity_forecast": "SELECT 0 AS region_id, now() AS issued_at, now() AS period_from, "
+    "1.0::float8 AS forecast_gco2eq_per_kwh, pg_temp.escalate() AS intensity_index",
+    "forecast_site": "SELECT pg_temp.escalate() AS site, 12 AS region_id",
     "equivalency": "SELECT 'x'::text AS equivalency, pg_temp.escalate() AS description, "
     "'u'::text AS unit, 1.0::float8 AS gco2eq_per_unit",
     "v_usage_hourly": "SELECT pg_temp.escalate() AS scope",
@@ -119,6 +122,8 @@ CALLS = {
         "SELECT * FROM usage_between('user', '2025-03-03', '2025-03-05')",
         "SELECT reporting_now()",
         "SELECT * FROM v_usage_total",
+        "SELECT * FROM greenest_window('2 hours', 'RAL')",
+        "SELECT * FROM greenest_window('2 hours')",
     ],
 }
 

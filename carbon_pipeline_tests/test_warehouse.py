@@ -7,16 +7,19 @@ import json
 import re
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import psycopg
 import pytest
 from psycopg import sql
 
+from carbon_pipeline.assets.forecast import intensity_forecast
 from carbon_pipeline.checks import rollup_gaps
+from carbon_pipeline.demo.intensity_server import regional_forecast
 from carbon_pipeline.resources.warehouse import migrations
 from carbon_pipeline.tables import SCOPE_FACTS
 from carbon_pipeline_tests import expected
-from carbon_pipeline_tests.conftest import local_resources, materialize_range
+from carbon_pipeline_tests.conftest import local_resources, materialize_range, test_server_periods
 from carbon_pipeline_tests.fleet_spec import WINDOW_END, WINDOW_START, t
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "analyst-guide.md"
@@ -30,6 +33,12 @@ def warehouse_url(create_database, prometheus, intensity_server, registry_seed) 
     url = create_database()
     resources = local_resources(url, prometheus, intensity_server, registry_seed, chunk_hours=744)
     assert materialize_range(resources, WINDOW_START, WINDOW_END).success
+    for issued in FORECASTS_ISSUED:  # two vintages, for the guide's forecast questions
+        assert dg.materialize(
+            [intensity_forecast],
+            resources=resources,
+            run_config={"ops": {"intensity_forecast": {"config": {"issued_at": issued}}}},
+        ).success
     return url
 
 
@@ -309,6 +318,109 @@ def check_national_vs_regional(got, host, fleet):
     assert row["regional_intensity"] < row["national_intensity"]
 
 
+FORECASTS_ISSUED = ("2025-03-04T12:00Z", "2025-03-04T18:00Z")
+HALF_HOUR = pd.Timedelta(minutes=30)
+
+
+def _served_forecast(region_id: int | None = None) -> pd.Series:
+    """{period_from: forecast} as the test server gives it, national or regional."""
+    periods = test_server_periods().set_index("period_from")["forecast"]
+    if region_id is None:
+        return periods
+    return periods.map(lambda value: regional_forecast(value, region_id))
+
+
+def check_when_to_run(got, host, fleet):
+    # At 12:10 the latest vintage is 12:00's: RAL's (region 12) next 24 hours, 4-hour windows.
+    issued = pd.Timestamp(FORECASTS_ISSUED[0])
+    forecast = _served_forecast(12)
+    forecast = forecast[
+        (forecast.index >= issued) & (forecast.index < issued + pd.Timedelta(hours=24))
+    ]
+    means = forecast.rolling(8).mean().shift(-7).dropna()  # the window starting at each period
+    want = sorted(means.items(), key=lambda item: (item[1], item[0]))[:5]
+    now = means[issued]
+    assert got["rank"].tolist() == [1, 2, 3, 4, 5]
+    assert [pd.Timestamp(t) for t in got["start_at"]] == [t for t, _ in want]
+    assert [
+        pd.Timestamp(t) - pd.Timestamp(s)
+        for s, t in zip(got["start_at"], got["end_at"], strict=True)
+    ] == [pd.Timedelta(hours=4)] * 5
+    assert got["mean_gco2eq_per_kwh"].to_numpy(dtype=float) == pytest.approx(
+        [m for _, m in want], rel=REL
+    )
+    assert (got["now_gco2eq_per_kwh"] == now).all()
+    assert got["saving_share"].to_numpy(dtype=float) == pytest.approx(
+        [(now - m) / now for _, m in want], rel=REL
+    )
+
+
+def check_shifting_by_project(got, host, fleet):
+    intensity = pd.Series(expected.hourly_intensity(test_server_periods()))
+    intensity = intensity[(intensity.index >= WINDOW_START) & (intensity.index < WINDOW_END)]
+    greenest = intensity.groupby(intensity.index.date).min()
+    days = host.groupby(["cloud_project_name", host["timestamp_utc"].dt.date])[
+        ["busy_kwh", "busy_gco2eq"]
+    ].sum()
+    days["shifted"] = days["busy_kwh"] * days.index.get_level_values(1).map(greenest)
+    want = days.groupby(level=0).sum()
+    want["saving"] = want["busy_gco2eq"] - want["shifted"]
+    want = want.sort_values("saving", ascending=False)
+    assert got["project"].tolist() == want.index.tolist()
+    assert {str(m) for m in got["month"]} == {"2025-03-01"}
+    assert got["busy_kgco2eq"].to_numpy(dtype=float) == pytest.approx(
+        want["busy_gco2eq"].to_numpy() / 1000, rel=REL
+    )
+    assert got["saving_kgco2eq"].to_numpy(dtype=float) == pytest.approx(
+        want["saving"].to_numpy() / 1000, rel=REL
+    )
+    assert got["shifting_saving_share"].to_numpy(dtype=float) == pytest.approx(
+        (want["saving"] / want["busy_gco2eq"]).to_numpy(), rel=REL
+    )
+    assert (got["saving_kgco2eq"] > 0).all()
+
+
+def check_forecast_trust(got, host, fleet):
+    national, actual = _served_forecast(), expected.hourly_intensity(test_server_periods())
+    rows = []
+    for issued in map(pd.Timestamp, FORECASTS_ISSUED):
+        # Hours stored with both actuals: up to the fleet's window end.
+        for hour in pd.date_range(issued, WINDOW_END, freq="h", inclusive="left"):
+            error = (national[hour] + national[hour + HALF_HOUR]) / 2 - actual[hour]
+            rows.append(("national", None, int((hour - issued) / HALF_HOUR), error))
+    # Regional: 12:00's vintage against 18:00's (the final one) for the periods both hold;
+    # the test server's forecast of a period does not change, so the drift is 0.
+    first, final = map(pd.Timestamp, FORECASTS_ISSUED)
+    for period in pd.date_range(
+        final, WINDOW_END + pd.Timedelta(days=1), freq="30min", inclusive="left"
+    ):
+        rows.append(("regional", "RAL", int((period - first) / HALF_HOUR), 0.0))
+    pairs = pd.DataFrame(rows, columns=["area", "site", "bucket", "error"])
+    want = (
+        pairs.groupby(["area", "bucket"])
+        .agg(
+            compared=("error", "size"),
+            mae=("error", lambda e: e.abs().mean()),
+            bias=("error", "mean"),
+        )
+        .reset_index()
+    )
+    assert got["area"].tolist() == want["area"].tolist()
+    assert got["site"].fillna("").tolist() == [
+        "" if a == "national" else "RAL" for a in want["area"]
+    ]
+    assert got["lead_from_hours"].astype(float).tolist() == (want["bucket"] / 2).tolist()
+    assert got["lead_to_hours"].astype(float).tolist() == ((want["bucket"] + 1) / 2).tolist()
+    assert got["compared"].tolist() == want["compared"].tolist()
+    assert got["mean_absolute_error"].to_numpy(dtype=float) == pytest.approx(
+        want["mae"].to_numpy(), rel=REL, abs=1e-12
+    )
+    assert got["bias"].to_numpy(dtype=float) == pytest.approx(
+        want["bias"].to_numpy(), rel=REL, abs=1e-12
+    )
+    assert got["compared"].sum() == len(pairs) and (want["mae"] > 0).any()
+
+
 def check_no_usage_or_no_data(got, host, fleet):
     # The days of the last week up to 2025-03-05: four never run, then the two it holds.
     # Erin's workspace holds host .99 all along, which never reported: one host missing in
@@ -346,6 +458,9 @@ CHECKS = {
     "full_footprint_this_year": ("2025-06-01T00:00Z", check_full_footprint_this_year),
     "what_the_full_footprint_adds": (None, check_what_the_full_footprint_adds),
     "national_vs_regional": (None, check_national_vs_regional),
+    "when_to_run": ("2025-03-04T12:10Z", check_when_to_run),
+    "shifting_by_project": (None, check_shifting_by_project),
+    "forecast_trust": (None, check_forecast_trust),
 }
 
 

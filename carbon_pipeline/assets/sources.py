@@ -317,6 +317,8 @@ def carbon_intensity(
         writer.copy(CARBON_INTENSITY_HOURLY.name, hours)
         writer.copy(CARBON_INTENSITY_REGIONAL_HOURLY.name, regional)
     progress.chunk_done(start, end, len(hours))
+    # The forecasts' error against these hours' actuals (nothing to do without forecasts).
+    warehouse.refresh_forecast_error(start, end)
     if merged.kept_better:
         context.log.warning(
             f"{merged.kept_better} stored hour(s) have a better intensity (actual or forecast) "

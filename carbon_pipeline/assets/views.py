@@ -6,9 +6,9 @@ import dagster as dg
 
 from carbon_pipeline import catalog
 from carbon_pipeline.assets.common import OWNERS
-from carbon_pipeline.tables import STAGE_TABLES
+from carbon_pipeline.tables import FORECAST_TABLES, STAGE_TABLES
 
-_WRITTEN = {table for tables in STAGE_TABLES.values() for table in tables}
+_WRITTEN = {table for tables in STAGE_TABLES.values() for table in tables} | set(FORECAST_TABLES)
 
 VIEWS = [
     dg.AssetSpec(

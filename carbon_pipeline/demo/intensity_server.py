@@ -1,6 +1,9 @@
 """A local HTTP server speaking the Carbon Intensity API's `/intensity/{from}/{to}` contract,
 and `/regional/intensity/{from}/{to}/regionid/{id}`'s (forecasts only, the periods nested in
-an object: {"data": {"regionid", "shortname", "data": [...]}}).
+an object: {"data": {"regionid", "shortname", "data": [...]}}), and both routes' 48-hour
+forecasts, `{from}/fw48h` in place of `{from}/{to}` (actuals null): by default the stored
+periods' forecasts, or what `forecast(issued)` gives for a forecast asked from `issued` (a
+frame like `periods`), so that two fetches can see two vintages.
 
 Like the real service it answers at most 14 days a request, returns every half-hour period
 touching the range (including the one that ends at `from`), leaves out periods it has no data
@@ -15,6 +18,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -102,8 +106,14 @@ def _parse(text: str) -> datetime:
 class IntensityServer:
     """Serves `periods` on 127.0.0.1 (random port) from a background thread."""
 
-    def __init__(self, periods: pd.DataFrame, port: int = 0):
+    def __init__(
+        self,
+        periods: pd.DataFrame,
+        port: int = 0,
+        forecast: Callable[[datetime], pd.DataFrame] | None = None,
+    ):
         self.periods = periods.sort_values("period_from", ignore_index=True)
+        self.forecast = forecast
         self.fault: str | None = None
         self.hang_seconds = 30.0
         self.delay_seconds = 0.0  # every answer waits this long (a slow API, still correct)
@@ -168,8 +178,10 @@ class IntensityServer:
             parts = parts[1:4]
         if len(parts) != 3 or parts[0] != "intensity":
             return 400, {"error": {"code": "400 Bad Request", "message": f"unknown path {path}"}}
+        forecast = parts[2] == "fw48h"
         try:
-            start, end = _parse(parts[1]), _parse(parts[2])
+            start = _parse(parts[1])
+            end = start + timedelta(hours=48) if forecast else _parse(parts[2])
         except ValueError as exc:
             return 400, {"error": {"code": "400 Bad Request", "message": f"bad date {exc}"}}
         if failing and start < failing[1] and end > failing[0]:
@@ -182,6 +194,9 @@ class IntensityServer:
                 }
             }
         p = self.periods
+        if forecast:
+            p = self.forecast(start) if self.forecast else p
+            p = p.assign(actual=np.nan)  # the future has no actuals
         touching = p[(p["period_to"] >= start) & (p["period_from"] < end)]
         if region_id is not None:
             data = [

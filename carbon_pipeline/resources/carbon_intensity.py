@@ -1,4 +1,5 @@
-"""The GB Carbon Intensity API: national intensity per half-hour period."""
+"""The GB Carbon Intensity API: national and regional intensity per half-hour period, and
+their 48-hour forecasts."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from carbon_pipeline.times import utc_ns
 from carbon_pipeline.timing import phase
 
 DEFAULT_API_URL = "https://api.carbonintensity.org.uk"
-PERIOD_COLUMNS = ["period_from", "period_to", "forecast", "actual"]
+PERIOD_COLUMNS = ["period_from", "period_to", "forecast", "actual", "index"]
+FORECAST_HOURS = 48
 
 
 class CarbonIntensityError(RuntimeError):
@@ -35,7 +37,13 @@ def parse_periods(body: object, where: str) -> pd.DataFrame:
         try:
             intensity = item["intensity"]
             rows.append(
-                (item["from"], item["to"], intensity.get("forecast"), intensity.get("actual"))
+                (
+                    item["from"],
+                    item["to"],
+                    intensity.get("forecast"),
+                    intensity.get("actual"),
+                    intensity.get("index"),
+                )
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise CarbonIntensityError(f"malformed period {item!r:.200} {where}") from exc
@@ -128,6 +136,23 @@ class CarbonIntensityResource(dg.ConfigurableResource):
             .sort_values("period_from", ignore_index=True)
         )
         return periods, errors
+
+    def forecast(self, issued_at: datetime, region_id: int | None = None) -> pd.DataFrame:
+        """The forecast from the half-hour `issued_at` on (`/fw48h`): its periods starting in
+        [issued_at, issued_at + 48 h), sorted; national, or with `region_id` that region's.
+        Raises CarbonIntensityError naming the request when it fails (after its retries)."""
+        path = f"/intensity/{_api_time(issued_at)}/fw{FORECAST_HOURS}h"
+        if region_id is not None:
+            path = f"/regional{path}/regionid/{region_id}"
+        periods = self._request(path, regional=region_id is not None)
+        ahead = (periods["period_from"] >= issued_at) & (
+            periods["period_from"] < issued_at + timedelta(hours=FORECAST_HOURS)
+        )
+        return (
+            periods[ahead & periods["forecast"].notna()]
+            .drop_duplicates("period_from", keep="last")
+            .sort_values("period_from", ignore_index=True)
+        )
 
     def _request(self, path: str, regional: bool = False) -> pd.DataFrame:
         url = f"{self.api_url.rstrip('/')}{path}"

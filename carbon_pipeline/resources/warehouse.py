@@ -8,6 +8,7 @@ import io
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -28,6 +29,24 @@ from carbon_pipeline.times import utc_ns
 from carbon_pipeline.timing import phase
 
 log = logging.getLogger(__name__)
+
+
+def _refresh_forecast_error(conn: psycopg.Connection, start: datetime, end: datetime) -> int:
+    return conn.execute(
+        "SELECT public.carbon_refresh_forecast_error(%s, %s)", (start, end)
+    ).fetchone()[0]
+
+
+@dataclass(frozen=True)
+class ForecastFetch:
+    """One fetch of a region's forecast (region 0: national): its periods, or its error."""
+
+    region_id: int
+    issued_at: datetime
+    fetched_at: datetime
+    periods: pd.DataFrame | None
+    error: str | None = None
+
 
 _PACKAGED_SQL = Path(__file__).resolve().parent.parent / "sql"
 SQL_DIR = _PACKAGED_SQL if _PACKAGED_SQL.is_dir() else Path(__file__).resolve().parents[2] / "sql"
@@ -328,6 +347,66 @@ class WarehouseResource(dg.ConfigurableResource):
                     "versions": versions.tolist(),
                 },
             )
+
+    def store_forecast(
+        self, fetches: Sequence[ForecastFetch], sites: dict[str, int]
+    ) -> dict[str, int]:
+        """Stores each fetch's periods as a vintage, never overwriting one already stored
+        (a second fetch for the same half-hour keeps the first), logs every fetch (failed ones
+        with their error), and records the configured sites: one transaction. Returns
+        {table: rows written}."""
+        written = {"intensity_forecast": 0, "forecast_fetch": 0, "forecast_site": 0}
+        with phase("postgres_write"), self.connect() as conn:
+            for fetch in fetches:
+                stored = 0
+                if fetch.periods is not None and len(fetch.periods):
+                    periods = fetch.periods
+                    stored = conn.execute(
+                        "INSERT INTO intensity_forecast (region_id, issued_at, period_from, "
+                        "forecast_gco2eq_per_kwh, intensity_index) "
+                        "SELECT %(region)s, %(issued)s, * FROM unnest(%(periods)s::timestamptz[], "
+                        "%(values)s::float8[], %(bands)s::text[]) ON CONFLICT DO NOTHING",
+                        {
+                            "region": fetch.region_id,
+                            "issued": fetch.issued_at,
+                            "periods": [t.to_pydatetime() for t in periods["period_from"]],
+                            "values": periods["forecast"].astype(float).tolist(),
+                            "bands": [None if pd.isna(b) else str(b) for b in periods["index"]],
+                        },
+                    ).rowcount
+                written["intensity_forecast"] += stored
+                conn.execute(
+                    "INSERT INTO forecast_fetch (region_id, issued_at, fetched_at, periods, "
+                    "stored, error) VALUES (%s, %s, %s, %s, %s, %s)",
+                    (
+                        fetch.region_id,
+                        fetch.issued_at,
+                        fetch.fetched_at,
+                        0 if fetch.periods is None else len(fetch.periods),
+                        stored,
+                        None if fetch.error is None else mask_secrets(fetch.error)[:2000],
+                    ),
+                )
+                written["forecast_fetch"] += 1
+            conn.execute("DELETE FROM forecast_site")
+            for site, region_id in sorted(sites.items()):
+                conn.execute(
+                    "INSERT INTO forecast_site (site, region_id) VALUES (%s, %s)",
+                    (site, region_id),
+                )
+            written["forecast_site"] = len(sites)
+            # A new vintage changes the final forecast of the periods it covers.
+            issued = {fetch.issued_at for fetch in fetches}
+            written["forecast_error_daily"] = sum(
+                _refresh_forecast_error(conn, t, t + timedelta(hours=48)) for t in issued
+            )
+        return written
+
+    def refresh_forecast_error(self, start: datetime, end: datetime) -> int:
+        """forecast_error_daily for the days touching [start, end), after their intensity
+        changed; returns the rows written."""
+        with phase("postgres_write"), self.connect() as conn:
+            return _refresh_forecast_error(conn, start, end)
 
     def apply_policy(self) -> None:
         """Set the reporting role's disclosure policy (CARBON_REPORTER_MIN_USERS) if given."""
