@@ -73,6 +73,13 @@ def fetch(database_url, server, issued: datetime | None, retries: int = 0, **kwa
     )
 
 
+def as_reporter(database_url: str, query: str) -> pd.DataFrame:
+    with psycopg.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("SET ROLE carbon_reporter")
+        cur.execute(query)
+        return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
+
+
 def stored(database_url: str) -> pd.DataFrame:
     return read_table(
         database_url,
@@ -337,6 +344,29 @@ def test_shifting_bound_on_the_test_fleet(resources, database_url):
             saving = sums["busy_gco2eq"] - sums["shifted"]
             assert row.shifting_saving_gco2eq == pytest.approx(saving, rel=1e-9, abs=1e-9)
             assert 0 <= row.shifting_saving_gco2eq <= row.busy_gco2eq
+    # carbon_reporter's: the same rows for the aggregate scopes when no group is small; with
+    # a policy of 3 users, the hours of the one-member group (IDAaaS_SANS: carol) are merged,
+    # not shown under its name.
+    columns = "scope, scope_name, month, days, busy_gco2eq, shifted_busy_gco2eq"
+    order = "ORDER BY scope, scope_name"
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE reporting_policy SET min_users = 1")
+    analyst = read_table(
+        database_url, f"SELECT {columns} FROM v_shifting_savings WHERE scope <> 'user' {order}"
+    )
+    reporter = as_reporter(
+        database_url, f"SELECT {columns} FROM reporting.v_shifting_savings {order}"
+    )
+    pd.testing.assert_frame_equal(reporter, analyst, check_exact=False, rtol=1e-12)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE reporting_policy SET min_users = 3")
+    groups = as_reporter(
+        database_url,
+        "SELECT scope_name, busy_gco2eq FROM reporting.v_shifting_savings WHERE scope = 'group'",
+    ).set_index("scope_name")["busy_gco2eq"]
+    sans = analyst.set_index("scope_name").loc["IDAaaS_SANS", "busy_gco2eq"]
+    assert groups.get("IDAaaS_SANS", 0.0) < sans
+    assert any(name.startswith("(merged") for name in groups.index)
     # A day whose intensity is not stored claims no saving for that day.
     with psycopg.connect(database_url) as conn:
         conn.execute(
