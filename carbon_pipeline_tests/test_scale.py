@@ -295,3 +295,58 @@ def test_chunks_are_sized_by_the_fleet():
         7,
         1,
     ]
+
+
+def test_a_window_writing_users_never_deadlocks_with_one_creating_partitions(
+    resources, database_url
+):
+    """The deadlock (f) met with three backfills at once: a window inserting new users and
+    then updating groups, and a window creating the next month's partitions, whose foreign
+    keys lock groups and then users. A session holds groups as partition creation does while
+    the facts' run writes its dimensions, then asks for users as partition creation does."""
+    from carbon_pipeline.assets.facts import usage_facts
+    from carbon_pipeline.assets.sources import carbon_intensity, host_cpu_seconds
+    from carbon_pipeline.assets.usage import fact_usage_instance
+    from carbon_pipeline.partitions import range_tags
+    from carbon_pipeline.tables import FACT_USAGE_WORKSPACE, SCOPE_FACTS
+
+    start, end = t("2025-03-03T06:00"), t("2025-03-03T09:00")
+    with psycopg.connect(database_url, autocommit=True) as conn:  # the facts' months exist
+        for table in [*(s.name for s in SCOPE_FACTS.values()), FACT_USAGE_WORKSPACE.name]:
+            conn.execute(
+                "SELECT carbon_ensure_month_partitions(%s, '2025-03-01', '2025-05-01')", (table,)
+            )
+    earlier = [host_cpu_seconds, carbon_intensity, fact_usage_instance]
+    assert dg.materialize(earlier, resources=resources, tags=range_tags(start, end)).success
+    outcome = {}
+
+    def facts() -> None:  # its users are new: it inserts them before it updates groups
+        outcome["run"] = dg.materialize(
+            [usage_facts], resources=resources, tags=range_tags(start, end), raise_on_error=False
+        )
+
+    with psycopg.connect(database_url) as creator, psycopg.connect(database_url) as watcher:
+        creator.execute("SET deadlock_timeout = '100ms'")
+        creator.execute(
+            "SELECT carbon_ensure_month_partitions('fact_usage_group', '2031-01-01', '2031-02-01')"
+        )
+        run = threading.Thread(target=facts)
+        run.start()
+        deadline, waiting = time.monotonic() + 120, []
+        while not waiting and time.monotonic() < deadline:
+            waiting = watcher.execute(
+                "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND pid <> %s",
+                (creator.info.backend_pid,),
+            ).fetchall()
+            watcher.rollback()
+            time.sleep(0.05)
+        assert waiting, "the facts' run never waited on the partition creation"
+        creator.execute(
+            "SELECT carbon_ensure_month_partitions('fact_usage_user', '2031-01-01', '2031-02-01')"
+        )
+        creator.commit()
+        run.join(timeout=300)
+    assert outcome["run"].success
+    users = read_table(database_url, "SELECT count(*) AS n FROM fact_usage_user")
+    assert users["n"][0] > 0

@@ -28,7 +28,12 @@ from carbon_pipeline.checks import CONSERVATION, conservation_gaps, rollup_gaps
 from carbon_pipeline.derivation import share_versions
 from carbon_pipeline.holdings import holdings, overlapping
 from carbon_pipeline.resources import PipelineSettings, RegistryResource, WarehouseResource
-from carbon_pipeline.resources.warehouse import dimension_ids, ids_of, load_query
+from carbon_pipeline.resources.warehouse import (
+    dimension_ids,
+    ids_of,
+    load_query,
+    lock_dimensions,
+)
 from carbon_pipeline.schemas import WORKSPACE_FACT_SCHEMA, scope_fact_schema, validate
 from carbon_pipeline.tables import (
     FACT_USAGE_INSTANCE,
@@ -137,6 +142,7 @@ def usage_facts(
                 held = validate(WORKSPACE_FACT_SCHEMA, workspace_usage(usage, shares))
                 worst_gap = max(worst_gap, conservation_gaps(facts))
             with warehouse.connect() as short:
+                lock_dimensions(short)
                 ids = _dimension_ids(short, registry, facts, intervals)
                 _bridge_project_users(short, usage, shares, ids)
                 session_ids = _upsert_sessions(short, intervals, held, ids)

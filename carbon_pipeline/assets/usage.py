@@ -22,7 +22,7 @@ from carbon_pipeline.resources import (
     SitesResource,
     WarehouseResource,
 )
-from carbon_pipeline.resources.warehouse import dimension_ids, ids_of
+from carbon_pipeline.resources.warehouse import dimension_ids, ids_of, lock_dimensions
 from carbon_pipeline.schemas import INSTANCE_USAGE_SCHEMA, validate
 from carbon_pipeline.tables import FACT_USAGE_INSTANCE, STAGE_TABLES
 from carbon_pipeline.times import chunks
@@ -85,6 +85,7 @@ def fact_usage_instance(
                 unknown_memory += int(usage["memory_gib"].isna().sum())
                 unknown_regional += int(usage["regional_intensity_gco2eq_per_kwh"].isna().sum())
             with warehouse.connect() as short:  # its own short transaction
+                lock_dimensions(short)
                 rows = _with_dimension_ids(short, usage)
             writer.copy(FACT_USAGE_INSTANCE.name, rows)
             for key in totals:

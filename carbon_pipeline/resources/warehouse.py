@@ -545,6 +545,31 @@ class WarehouseResource(dg.ConfigurableResource):
             return pd.read_csv(buffer, keep_default_na=False, na_values=[""], **read_csv_options)
 
 
+# The tables a window's dimension transaction writes, in the order creating the facts'
+# monthly partitions locks them (each partition's foreign keys take SHARE ROW EXCLUSIVE on
+# the table referenced, fact table by fact table: project, machine, group, user, then the
+# workspaces' sessions).
+DIMENSION_TABLES = (
+    "dim_project",
+    "dim_machine",
+    "dim_group",
+    "dim_user",
+    "dim_instance",
+    "workspace_session",
+)
+
+
+def lock_dimensions(conn: psycopg.Connection) -> None:
+    """Take, first thing in a dimension transaction, the lock its writes would take anyway
+    (ROW EXCLUSIVE, which never makes two windows wait), on every dimension table in the
+    order partition creation takes its own: a window that writes users and then groups would
+    otherwise deadlock with a window creating the next month's partitions, which locks groups
+    and then users."""
+    conn.execute(
+        f"LOCK TABLE {', '.join('public.' + t for t in DIMENSION_TABLES)} IN ROW EXCLUSIVE MODE"
+    )
+
+
 def dimension_ids(
     conn: psycopg.Connection,
     table: str,
