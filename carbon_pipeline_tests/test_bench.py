@@ -77,6 +77,9 @@ def test_quick_benchmark_reports_every_measurement(tmp_path, only):
         assert (
             report["f"]["rows"] == report["f_months"]["rows"] == report["f_three"]["rows"] == rows
         )
+        # the month-sharing windows one after another, its speed-up's baseline
+        assert report["f_months_serial"]["rows"] == rows
+        assert report["f_months_serial"]["runs"] == report["f_months"]["runs"] > report["a"]["runs"]
         assert all(0 <= report[f]["lock_wait_share"] <= 1 for f in ("f", "f_months", "f_three"))
 
 

@@ -222,8 +222,9 @@ def test_bad_registry_documents_are_parsed_or_skipped_and_named(resources, datab
     assert f"workspace {ids[3]}: created_time: 'last Tuesday' is not an ISO 8601 time" in said
     assert f"workspace {ids[4]}: hostname: a int (17) is not a host name" in said
     assert f"workspace {ids[5]}: owner: a dict is not a platform_name" in said
-    facts = result.asset_materializations_for_node("usage_facts")
-    assert facts[0].metadata["registry_problems"].value == 3
+    # The window's summary: one observation of fact_usage_ada's last hour.
+    (summary,) = result.asset_observations_for_node("usage_facts")
+    assert summary.metadata["registry_problems"].value == 3
 
 
 def test_threads_of_one_process_seed_the_offline_registry_once(registry_seed, fleet, monkeypatch):

@@ -5,6 +5,7 @@ analysts' views downstream; and per-materialisation metadata it can plot across 
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 
 from carbon_pipeline import catalog
 from carbon_pipeline.definitions import defs
@@ -81,51 +82,54 @@ def catalog_scopes() -> list[str]:
     return ["ada", "project", "machine", "group", "user"]
 
 
+SUMMARY = {
+    "host_cpu_hourly": {"hosts", "busy_cpu_seconds", "seconds"},
+    "carbon_intensity_hourly": {
+        "mean_intensity_gco2eq_per_kwh",
+        "estimated_share",
+        "hours_fallback",
+    },
+    "carbon_intensity_regional_hourly": {"regions"},
+    "fact_usage_instance": {"total_busy_kwh", "total_idle_gco2eq", "seconds"},
+    "fact_usage_ada": {"total_busy_kwh", "total_busy_gco2eq", "seconds"},
+}
+
+
 def test_materialisations_carry_row_counts_and_plottable_metadata(resources, database_url):
+    """Every partition's materialisation carries the rows written; the stage's summary goes on
+    a one-hour run's materialisation, and a ranged run's once, on an observation of its last
+    hour (not copied onto every hour of the window, as Dagster would)."""
+    from carbon_pipeline_tests.conftest import read_table
+
     instance = dg.DagsterInstance.ephemeral()
-    result = materialize_range(
+    ranged = materialize_range(
         resources,
         t("2025-03-03T10:00"),
         t("2025-03-03T12:00"),
         instance=instance,
         with_freshness=True,
     )
-    assert result.success
-    wanted = {
-        "host_cpu_hourly": {"hosts", "busy_cpu_seconds", "seconds"},
-        "carbon_intensity_hourly": {
-            "mean_intensity_gco2eq_per_kwh",
-            "estimated_share",
-            "hours_fallback",
-        },
-        "fact_usage_instance": {"total_busy_kwh", "total_idle_gco2eq", "seconds"},
-        "fact_usage_ada": {"total_busy_kwh", "total_busy_gco2eq", "seconds"},
-    }
-    from carbon_pipeline_tests.conftest import read_table
-
+    assert ranged.success
     for table in TABLES:
         events = instance.fetch_materializations(dg.AssetKey(table), limit=10).records
         assert {e.partition_key for e in events} == {"2025-03-03-10:00", "2025-03-03-11:00"}
-        metadata = events[0].asset_materialization.metadata
-        assert wanted.get(table, set()) | {"dagster/row_count"} <= set(metadata), table
-        # The rows the run wrote into the table: what the table holds for its two hours.
-        if table.endswith("_rollup"):  # the day's rows, its month's, its year's, every lifetime
-            (rows,) = read_table(
-                database_url,
-                f"SELECT count(*) AS n FROM {table} WHERE grain = 'lifetime' OR "
-                "(grain, period_start) IN "
-                "(('day', '2025-03-03'), ('month', '2025-03-01'), ('year', '2025-01-01'))",
-            )["n"]
-            assert metadata["dagster/row_count"].value == rows > 0, table
-        elif table != "workspace_session":
-            (rows,) = read_table(
-                database_url,
-                f"SELECT count(*) AS n FROM {table} WHERE timestamp_utc >= %s "
-                "AND timestamp_utc < %s",
-                (t("2025-03-03T10:00"), t("2025-03-03T12:00")),
-            )["n"]
-            assert metadata["dagster/row_count"].value == rows, table
-    evaluations = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+        for event in events:
+            metadata = event.asset_materialization.metadata
+            assert set(metadata) == {"dagster/row_count"}, table
+            # The rows the run wrote into the table: what the table holds for its two hours.
+            if table != "workspace_session":  # the sessions touched, not a slice of the table
+                assert metadata["dagster/row_count"].value == rows_written(database_url, table)
+        observations = instance.fetch_observations(dg.AssetKey(table), limit=10).records
+        if table not in SUMMARY:
+            assert not observations, table
+            continue
+        (observation,) = observations
+        assert observation.partition_key == "2025-03-03-11:00", table
+        summary = observation.asset_observation.metadata
+        assert SUMMARY[table] <= set(summary), table
+        assert summary["window_first_hour"].value == "2025-03-03-10:00"
+        assert summary["window_last_hour"].value == "2025-03-03-11:00"
+    evaluations = [e for e in ranged.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     assert {
         (
             e.asset_check_evaluation_data.asset_key.to_user_string(),
@@ -133,3 +137,54 @@ def test_materialisations_carry_row_counts_and_plottable_metadata(resources, dat
         )
         for e in evaluations
     } == {(table, check) for table, checks in EXPECTED_CHECKS.items() for check in checks}
+    window = (t("2025-03-03T10:00"), t("2025-03-03T12:00"))
+    (observation,) = instance.fetch_observations(dg.AssetKey("fact_usage_ada"), limit=1).records
+    (busy_kwh,) = read_table(
+        database_url,
+        "SELECT sum(busy_kwh) AS kwh FROM fact_usage_ada WHERE timestamp_utc >= %s "
+        "AND timestamp_utc < %s",
+        window,
+    )["kwh"]
+    assert busy_kwh > 0
+    assert observation.asset_observation.metadata["total_busy_kwh"].value == pytest.approx(
+        float(busy_kwh), rel=1e-12
+    )
+    (observation,) = instance.fetch_observations(dg.AssetKey("host_cpu_hourly"), limit=1).records
+    (busy_seconds,) = read_table(
+        database_url,
+        "SELECT sum(busy_cpu_seconds_total) AS s FROM host_cpu_hourly WHERE timestamp_utc >= %s "
+        "AND timestamp_utc < %s",
+        window,
+    )["s"]
+    assert observation.asset_observation.metadata["busy_cpu_seconds"].value == pytest.approx(
+        float(busy_seconds), rel=1e-12
+    )
+
+    one_hour = materialize_range(
+        resources, t("2025-03-03T12:00"), t("2025-03-03T13:00"), instance=instance
+    )
+    assert one_hour.success
+    for table in TABLES:
+        (event,) = instance.fetch_materializations(dg.AssetKey(table), limit=1).records
+        assert event.partition_key == "2025-03-03-12:00"
+        assert SUMMARY.get(table, set()) | {"dagster/row_count"} <= set(
+            event.asset_materialization.metadata
+        ), table
+        assert len(instance.fetch_observations(dg.AssetKey(table), limit=10).records) <= 1, table
+
+
+def rows_written(database_url: str, table: str) -> int:
+    """The rows a run of 2025-03-03 10:00-12:00 wrote into the table."""
+    from carbon_pipeline_tests.conftest import read_table
+
+    if table.endswith("_rollup"):  # the day's rows, its month's, its year's, every lifetime
+        query = (
+            f"SELECT count(*) AS n FROM {table} WHERE grain = 'lifetime' OR "
+            "(grain, period_start) IN "
+            "(('day', '2025-03-03'), ('month', '2025-03-01'), ('year', '2025-01-01'))"
+        )
+        return int(read_table(database_url, query)["n"].iloc[0])
+    query = f"SELECT count(*) AS n FROM {table} WHERE timestamp_utc >= %s AND timestamp_utc < %s"
+    return int(
+        read_table(database_url, query, (t("2025-03-03T10:00"), t("2025-03-03T12:00")))["n"].iloc[0]
+    )

@@ -58,12 +58,36 @@ def table_spec(
     )
 
 
-def materialized(table: str, rows: int, **metadata) -> dg.MaterializeResult:
-    """A table's materialisation: the rows the run wrote into it (for a range, its window's),
-    and whatever else the stage reports."""
+def materialized(
+    context: dg.AssetExecutionContext, table: str, rows: int, **summary
+) -> dg.MaterializeResult:
+    """A table's materialisation: the rows the run wrote into it (for a range, its window's).
+    The stage's summary (totals, seconds) goes on a one-hour run's materialisation, which the
+    UI plots across partitions. A ranged run reports its window's summary once, as an
+    observation of the window's last hour: Dagster copies a ranged run's materialisation
+    metadata onto each of its partitions (1,460 a run, about 0.15 s a year per entry), where a
+    window's totals would read as each hour's."""
+    if summary and is_ranged(context):
+        first, last = context.partition_key_range.start, context.partition_key_range.end
+        context.log_event(
+            dg.AssetObservation(
+                asset_key=table,
+                partition=last,
+                metadata={"window_first_hour": first, "window_last_hour": last, **summary},
+            )
+        )
+        summary = {}
     return dg.MaterializeResult(
-        asset_key=table, metadata={"dagster/row_count": int(rows), **metadata}
+        asset_key=table, metadata={"dagster/row_count": int(rows), **summary}
     )
+
+
+def is_ranged(context: dg.AssetExecutionContext) -> bool:
+    """Whether the run materialises more than one partition."""
+    if not context.has_partition_key_range:
+        return False
+    keys = context.partition_key_range
+    return keys.start != keys.end
 
 
 # A run with this tag set to "true" replaces the stored host-hours of its window with what

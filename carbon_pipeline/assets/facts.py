@@ -174,6 +174,7 @@ def usage_facts(
     for problem in sorted(registry_problems):
         context.log.warning(f"registry: {problem}")
     yield materialized(
+        context,
         SCOPE_FACTS["ada"].name,
         writer.rows[SCOPE_FACTS["ada"].name],
         **progress.finish(),
@@ -181,10 +182,10 @@ def usage_facts(
         registry_problems=len(registry_problems),
     )
     for table in [*(spec.name for spec in SCOPE_FACTS.values()), FACT_USAGE_WORKSPACE.name][1:]:
-        yield materialized(table, writer.rows[table])
-    yield materialized("workspace_session", len(sessions_touched))
+        yield materialized(context, table, writer.rows[table])
+    yield materialized(context, "workspace_session", len(sessions_touched))
     for table, rows in rollup_rows.items():
-        yield materialized(table, rows)
+        yield materialized(context, table, rows)
         yield dg.AssetCheckResult(
             asset_key=table,
             check_name=CONSERVATION,

@@ -100,14 +100,15 @@ def intensity_forecast(
             allow_retries=False,
         )
     yield materialized(
+        context,
         INTENSITY_FORECAST,
         written[INTENSITY_FORECAST],
         issued_at=issued_at.isoformat(),
         regions=", ".join(str(f.region_id) for f in fetches if f.error is None),
     )
-    yield materialized(FORECAST_FETCH, written[FORECAST_FETCH], failed=len(failed))
-    yield materialized(FORECAST_SITE, written[FORECAST_SITE])
-    yield materialized(FORECAST_ERROR_DAILY, written[FORECAST_ERROR_DAILY])
+    yield materialized(context, FORECAST_FETCH, written[FORECAST_FETCH], failed=len(failed))
+    yield materialized(context, FORECAST_SITE, written[FORECAST_SITE])
+    yield materialized(context, FORECAST_ERROR_DAILY, written[FORECAST_ERROR_DAILY])
     yield dg.AssetCheckResult(
         asset_key=INTENSITY_FORECAST,
         check_name=FORECAST_FETCHED,

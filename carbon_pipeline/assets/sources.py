@@ -200,6 +200,7 @@ def host_cpu_seconds(
     if len(gaps):
         context.log.warning(f"{describe_gaps(gaps)} (see table host_cpu_gaps)")
     yield materialized(
+        context,
         HOST_CPU_HOURLY.name,
         writer.rows[HOST_CPU_HOURLY.name],
         **progress.finish(),
@@ -209,8 +210,8 @@ def host_cpu_seconds(
         kept_host_hours=merged.kept_missing,
         registry_problems=len(registry_problems),
     )
-    yield materialized(HOST_CPU_REJECTED.name, writer.rows[HOST_CPU_REJECTED.name])
-    yield materialized(HOST_CPU_GAPS.name, writer.rows[HOST_CPU_GAPS.name])
+    yield materialized(context, HOST_CPU_REJECTED.name, writer.rows[HOST_CPU_REJECTED.name])
+    yield materialized(context, HOST_CPU_GAPS.name, writer.rows[HOST_CPU_GAPS.name])
     yield from [
         dg.AssetCheckResult(
             asset_key=HOST_CPU_HOURLY.name,
@@ -359,6 +360,7 @@ def carbon_intensity(
     # The provenance in full is the check's metadata (stored once a run); what the UI plots
     # across partitions is here.
     yield materialized(
+        context,
         CARBON_INTENSITY_HOURLY.name,
         writer.rows[CARBON_INTENSITY_HOURLY.name],
         **progress.finish(),
@@ -367,6 +369,7 @@ def carbon_intensity(
         hours_fallback=fallback_hours,
     )
     yield materialized(
+        context,
         CARBON_INTENSITY_REGIONAL_HOURLY.name,
         writer.rows[CARBON_INTENSITY_REGIONAL_HOURLY.name],
         regions=", ".join(str(r) for r in regional_answers),

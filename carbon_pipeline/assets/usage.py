@@ -107,6 +107,7 @@ def fact_usage_instance(
         pd.Series(version, index=pd.date_range(start, end, freq="h", inclusive="left")),
     )
     yield materialized(
+        context,
         FACT_USAGE_INSTANCE.name,
         writer.rows[FACT_USAGE_INSTANCE.name],
         **progress.finish(),
