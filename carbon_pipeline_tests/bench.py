@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -101,6 +102,22 @@ def cached_tsdb(cache: Path, hosts: int, start: datetime, end: datetime) -> Path
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine_busy_seconds() -> float:
+    """CPU-seconds the machine's cores have spent busy since boot (user, nice, system, irq,
+    softirq in /proc/stat): a measurement's processes, its PostgreSQL and its Prometheus."""
+    user, nice, system, _idle, _iowait, irq, softirq = (
+        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]
+    )
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def with_machine_cpu(measure: Callable[[], dict]) -> dict:
+    """The measurement, with the CPU-seconds the whole machine spent busy while it ran."""
+    before = machine_busy_seconds()
+    result = measure()
+    return {**result, "machine_cpu_seconds": machine_busy_seconds() - before}
 
 
 def measure_pipeline(args) -> dict:
@@ -458,14 +475,21 @@ class Services:
         self.start = start
 
     def fresh_env(self, label: str) -> dict:
+        """A fresh warehouse, migrated as a deployment's `carbon-pipeline migrate` leaves it
+        (concurrent backfills would otherwise queue on the first one's migrations), and a
+        fresh Dagster instance."""
         from carbon_pipeline.instance import dagster_postgres_url
+        from carbon_pipeline.resources.warehouse import WarehouseResource, dispose_engines
 
         home = self.cache / "homes" / label
         home.mkdir(parents=True, exist_ok=True)
         (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
+        warehouse = self._database(f"{self.databases}_{label}")
+        WarehouseResource(database_url=warehouse).migrate()
+        dispose_engines()
         return {
             **os.environ,
-            "DATABASE_URL": self._database(f"{self.databases}_{label}"),
+            "DATABASE_URL": warehouse,
             "DAGSTER_POSTGRES_URL": dagster_postgres_url(
                 self._database(f"{self.databases}_{label}_dagster")
             ),
@@ -643,7 +667,11 @@ def main_bench(args) -> int:
             )
             env_a = services.fresh_env("a")
             tries["a"].append(
-                run_measure("pipeline", env_a, start, end, hours_per_run=hours_per_run)
+                with_machine_cpu(
+                    lambda env_a=env_a: run_measure(
+                        "pipeline", env_a, start, end, hours_per_run=hours_per_run
+                    )
+                )
             )
             if attempt == 0 and "b" in only:
                 log("(b) I/O floor ...")
@@ -668,22 +696,31 @@ def main_bench(args) -> int:
                     backfills = concurrent_shape(shape, start, end, hours_per_run)
                     if shape in SERIAL_BASELINE:
                         log(f"({shape}) its windows one after another ({attempt + 1}/{repeat}) ...")
+                        windows = ",".join(
+                            f"{a.isoformat()}/{b.isoformat()}"
+                            for a, b in sorted(w for windows in backfills for w in windows)
+                        )
+                        env = services.fresh_env(f"{shape}_serial")
                         tries[f"{shape}_serial"].append(
-                            run_measure(
-                                "pipeline",
-                                services.fresh_env(f"{shape}_serial"),
-                                start,
-                                end,
-                                hours_per_run=hours_per_run,
-                                windows=",".join(
-                                    f"{a.isoformat()}/{b.isoformat()}"
-                                    for a, b in sorted(w for windows in backfills for w in windows)
-                                ),
+                            with_machine_cpu(
+                                lambda env=env, windows=windows: run_measure(
+                                    "pipeline",
+                                    env,
+                                    start,
+                                    end,
+                                    hours_per_run=hours_per_run,
+                                    windows=windows,
+                                )
                             )
                         )
                     log(f"({shape}) the same range as {title} ({attempt + 1}/{repeat}) ...")
+                    env = services.fresh_env(shape)
                     tries[shape].append(
-                        measure_concurrent(services.fresh_env(shape), backfills, hours_per_run)
+                        with_machine_cpu(
+                            lambda env=env, backfills=backfills: measure_concurrent(
+                                env, backfills, hours_per_run
+                            )
+                        )
                     )
         for kind, results in tries.items():
             if not results:
@@ -819,6 +856,8 @@ def print_report(r: dict) -> None:
                 f"waiting on locks {100 * f['lock_wait_share']:.1f}% of the sessions' active "
                 "time   (target <= 5%)" + _tries(f)
             )
+            if "machine_cpu_seconds" in f and "machine_cpu_seconds" in serial:
+                print("    " + cpu_ceiling(serial, f))
     big = next((s for s in r["scaling"] if s["hosts"] >= 1000), None)
     small = next((s for s in r["scaling"] if s["hosts"] == 100 and s["hours"] == 744), None)
     if big and small:
@@ -838,6 +877,21 @@ def print_report(r: dict) -> None:
                 f"{s['hosts']:>6}{s['hours']:>7}{s['hosts'] * s['hours']:>12,}{s['wall']:>10.1f}{work:>12.1f}"
                 f"{1e6 * work / (s['hosts'] * s['hours']):>14.1f}"
             )
+
+
+def cpu_ceiling(serial: dict, concurrent: dict) -> str:
+    """What the machine's cores allow: one at a time keeps `used` cores busy on average, so
+    on `cores` the speed-up can be at most cores / used, and less by whatever CPU running at
+    once adds."""
+    cores = os.cpu_count() or 1
+    used = serial["machine_cpu_seconds"] / serial["wall"]
+    busy = concurrent["machine_cpu_seconds"] / (cores * concurrent["wall"])
+    extra = concurrent["machine_cpu_seconds"] - serial["machine_cpu_seconds"]
+    return (
+        f"CPU: one at a time kept {used:.2f} of {cores} cores busy "
+        f"({serial['machine_cpu_seconds']:.0f} CPU-s), so at most {cores / used:.2f}x here; "
+        f"at once the cores were {100 * busy:.0f}% busy and spent {extra:+.0f} CPU-s more"
+    )
 
 
 def _per_host_hour(shape: dict) -> float:

@@ -30,6 +30,7 @@ LINES = {
         "(f_months) two concurrent backfills whose runs share months:",
         "(f_three) three concurrent backfills of the thirds:",
         "waiting on locks",
+        "CPU: one at a time kept",
     ),
 }
 
@@ -81,6 +82,11 @@ def test_quick_benchmark_reports_every_measurement(tmp_path, only):
         assert report["f_months_serial"]["rows"] == rows
         assert report["f_months_serial"]["runs"] == report["f_months"]["runs"] > report["a"]["runs"]
         assert all(0 <= report[f]["lock_wait_share"] <= 1 for f in ("f", "f_months", "f_three"))
+        # the machine's busy CPU-seconds, which bound the speed-up: a run keeps a core busy
+        assert all(
+            report[f]["machine_cpu_seconds"] > 0.5 * report[f]["wall"]
+            for f in ("a", "f", "f_months", "f_months_serial", "f_three")
+        )
 
 
 @pytest.mark.bench
