@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 
 from carbon_pipeline.attribution import holding_intervals, hourly_shares
 from carbon_pipeline.hosts import normalise_host
 from carbon_pipeline.intensity import MissingIntensityError, hourly_intensity
+from carbon_pipeline.resources.http import decoded_json
 from carbon_pipeline.resources.power_model import PowerModelError, PowerModelResource
 from carbon_pipeline.resources.prometheus import promql_regex_alternatives, promql_string
 from carbon_pipeline.times import utc_ns
@@ -42,6 +45,30 @@ def test_names_without_an_address_keep_their_name():
     assert normalise_host("[fd00::5]:9100") == "fd00::5"
     with pytest.raises(ValueError, match="empty"):
         normalise_host("  ")
+
+
+def _answer(body: bytes) -> requests.Response:
+    response = requests.Response()
+    response.status_code, response._content = 200, body
+    return response
+
+
+def test_json_is_decoded_with_the_collector_paused_and_given_back_as_it_was():
+    body = b'{"data": {"result": [{"values": [[1740787200, "3600.5"]]}]}}'
+    assert gc.isenabled()
+    assert decoded_json(_answer(body)) == {
+        "data": {"result": [{"values": [[1740787200, "3600.5"]]}]}
+    }
+    assert gc.isenabled()
+    with pytest.raises(requests.JSONDecodeError):
+        decoded_json(_answer(b"<html>proxy error</html>"))
+    assert gc.isenabled()
+    gc.disable()  # a caller that paused it itself finds it still paused
+    try:
+        decoded_json(_answer(b"[]"))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_promql_strings_escape_quotes_backslashes_and_newlines():

@@ -10,7 +10,7 @@ import pandas as pd
 import requests
 from pydantic import Field, PrivateAttr
 
-from carbon_pipeline.resources.http import Budget, request_within
+from carbon_pipeline.resources.http import Budget, decoded_json, request_within
 from carbon_pipeline.secrets import mask_secrets, mask_url
 from carbon_pipeline.times import utc_ns
 from carbon_pipeline.timing import phase
@@ -174,7 +174,7 @@ class CarbonIntensityResource(dg.ConfigurableResource):
                     max_wait_seconds=self.max_wait_seconds,
                     headers={"Accept": "application/json"},
                 )
-                body = response.json()
+                body = decoded_json(response)
         except requests.JSONDecodeError as exc:
             raise CarbonIntensityError(
                 f"HTTP {response.status_code} with non-JSON body {where}: {response.text[:200]!r}"

@@ -7,7 +7,9 @@ read, not the whole body)."""
 
 from __future__ import annotations
 
+import gc
 import time
+from typing import Any
 
 import requests
 import urllib3
@@ -151,3 +153,18 @@ class Budget:
                 f"{source}: this run's time for it ({self._seconds:g} s) is spent"
             )
         return min(per_call, left)
+
+
+def decoded_json(response: requests.Response) -> Any:
+    """The answer's JSON, decoded with Python's cyclic garbage collector paused. A month of a
+    Prometheus query is millions of small lists and strings and no reference cycles, and in a
+    run's process (Dagster, pandas and the definitions: a large heap) every collection those
+    allocations trigger scans that heap again: decoding 1.9 MB took 54 ms with the collector
+    and 9.5 ms without. Raises requests.JSONDecodeError as response.json() does."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return response.json()
+    finally:
+        if paused:
+            gc.enable()

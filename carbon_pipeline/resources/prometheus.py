@@ -14,7 +14,7 @@ from pydantic import Field, PrivateAttr
 
 from carbon_pipeline.config import ConfigError
 from carbon_pipeline.hosts import normalise_host
-from carbon_pipeline.resources.http import Budget, request_within
+from carbon_pipeline.resources.http import Budget, decoded_json, request_within
 from carbon_pipeline.secrets import mask_secrets, mask_url
 from carbon_pipeline.times import HOUR, TIMESTAMP_DTYPE, utc_ns
 from carbon_pipeline.timing import phase
@@ -195,7 +195,7 @@ class PrometheusResource(dg.ConfigurableResource):
                     max_wait_seconds=self.max_wait_seconds,
                     data=params,
                 )
-                body = response.json()
+                body = decoded_json(response)
         except requests.JSONDecodeError as exc:
             raise PrometheusError(
                 f"Prometheus at {shown} answered HTTP {response.status_code} with non-JSON {where}: "
