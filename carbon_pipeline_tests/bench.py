@@ -698,7 +698,7 @@ def main_bench(args) -> int:
                         log(f"({shape}) its windows one after another ({attempt + 1}/{repeat}) ...")
                         windows = ",".join(
                             f"{a.isoformat()}/{b.isoformat()}"
-                            for a, b in sorted(w for windows in backfills for w in windows)
+                            for a, b in sorted(w for runs in backfills for w in runs)
                         )
                         env = services.fresh_env(f"{shape}_serial")
                         tries[f"{shape}_serial"].append(
@@ -882,7 +882,8 @@ def print_report(r: dict) -> None:
 def cpu_ceiling(serial: dict, concurrent: dict) -> str:
     """What the machine's cores allow: one at a time keeps `used` cores busy on average, so
     on `cores` the speed-up can be at most cores / used, and less by whatever CPU running at
-    once adds."""
+    once adds. The CPU-seconds include each process's start-up, which the one-at-a-time wall
+    does not: `used` is a little high, the ceiling a little low (by ~4 CPU-s a process)."""
     cores = os.cpu_count() or 1
     used = serial["machine_cpu_seconds"] / serial["wall"]
     busy = concurrent["machine_cpu_seconds"] / (cores * concurrent["wall"])
