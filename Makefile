@@ -13,7 +13,10 @@ UI_TESTS := carbon_pipeline_tests/ui
 # Their output goes to a log, shown only if the install fails.
 UV_PIN = import tomllib; uv = next(p for p in tomllib.load(open("uv.lock", "rb"))["package"] if p["name"] == "uv"); \
   print("uv==" + uv["version"], *("--hash=" + w["hash"] for w in uv["wheels"] + [uv["sdist"]]))
-UV_SYNC = UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --locked --quiet
+# --compile-bytecode: modules are compiled once, at install, not by every process that imports
+# them (where PYTHONDONTWRITEBYTECODE is set, as on CI's machines, each Python process would
+# otherwise recompile dagster's 2,000 modules: 3.6 s instead of 1.4 s to import the stack).
+UV_SYNC = UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --locked --quiet --compile-bytecode
 
 $(BIN)/carbon-pipeline: pyproject.toml uv.lock
 	@echo "setting up $(VENV) from uv.lock (log: $(VENV)/install.log) ..."
@@ -77,7 +80,7 @@ test-newest: RESOLUTION = highest
 test-oldest: RESOLUTION = lowest-direct
 test-newest test-oldest: setup /usr/bin/promtool
 	@$(BIN)/uv venv --quiet --allow-existing --python $(PYTHON) .venv-$(RESOLUTION)
-	@$(BIN)/uv pip install --quiet --python .venv-$(RESOLUTION)/bin/python --upgrade \
+	@$(BIN)/uv pip install --quiet --compile-bytecode --python .venv-$(RESOLUTION)/bin/python --upgrade \
 	  --resolution $(RESOLUTION) --group dev -e .
 	@.venv-$(RESOLUTION)/bin/python -c "import dagster, numpy, pandas, pandera, sqlalchemy; \
 	  print(' '.join(f'{m.__name__} {m.__version__}' for m in (pandas, numpy, sqlalchemy, dagster, pandera)))"
