@@ -752,3 +752,36 @@ def test_an_unknown_memory_is_left_out_of_a_scopes_full_footprint_and_counted():
     assert pd.isna(alone["full_kwh"].iloc[0]) and alone["footprint_unknown_hosts"].iloc[0] == 1
     twice = sum_metrics(pd.concat([alone, alone]), ["timestamp_utc"]).iloc[0]
     assert pd.isna(twice["full_kwh"]) and twice["footprint_unknown_hosts"] == 2
+
+
+def test_a_metric_must_be_non_negative_and_finite_and_only_a_footprint_may_be_unknown():
+    from pandera.errors import SchemaErrors
+
+    from carbon_pipeline.energy import METRICS, UNKNOWN_COUNTS
+    from carbon_pipeline.schemas import scope_fact_schema, validate
+
+    hours = pd.date_range(T0, periods=4, freq="h")
+    frame = pd.DataFrame(
+        {
+            "timestamp_utc": hours,
+            **{m: [1.0, 2.0, 3.0, 4.0] for m in METRICS},
+            "intensity_gco2eq_per_kwh": 100.0,
+            "intensity_source": "actual",
+            "users": 1,
+            **{c: 0 for c in UNKNOWN_COUNTS},
+        }
+    )
+    unknown_footprint = frame.assign(full_gco2eq=[1.0, np.nan, 3.0, 4.0])
+    assert validate(scope_fact_schema("ada", []), unknown_footprint)["full_gco2eq"].isna().sum() == 1
+
+    bad = frame.assign(busy_kwh=[1.0, -0.5, 3.0, 4.0], idle_kwh=[1.0, 2.0, np.inf, 4.0])
+    bad = bad.assign(busy_gco2eq=[1.0, np.nan, 3.0, 4.0])  # the seed's metrics are never unknown
+    with pytest.raises(SchemaErrors) as raised:
+        validate(scope_fact_schema("ada", []), bad)
+    failures = raised.value.failure_cases
+    assert sorted(zip(failures["column"], failures["index"].astype(int), strict=True)) == [
+        ("busy_gco2eq", 1),
+        ("busy_kwh", 1),
+        ("idle_kwh", 2),
+    ]
+    assert "non-negative and finite" in str(raised.value)
