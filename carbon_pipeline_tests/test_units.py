@@ -772,7 +772,9 @@ def test_a_metric_must_be_non_negative_and_finite_and_only_a_footprint_may_be_un
         }
     )
     unknown_footprint = frame.assign(full_gco2eq=[1.0, np.nan, 3.0, 4.0])
-    assert validate(scope_fact_schema("ada", []), unknown_footprint)["full_gco2eq"].isna().sum() == 1
+    assert (
+        validate(scope_fact_schema("ada", []), unknown_footprint)["full_gco2eq"].isna().sum() == 1
+    )
 
     bad = frame.assign(busy_kwh=[1.0, -0.5, 3.0, 4.0], idle_kwh=[1.0, 2.0, np.inf, 4.0])
     bad = bad.assign(busy_gco2eq=[1.0, np.nan, 3.0, 4.0])  # the seed's metrics are never unknown
