@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -38,7 +39,42 @@ from carbon_pipeline.resources import (
 )
 from carbon_pipeline_tests.fleet_spec import WINDOW_END, WINDOW_START, build_fleet
 
+# One id per session, which its xdist workers inherit (they start after this is imported):
+# every database the session makes is named after it, and pytest_sessionfinish drops them.
+TEST_SESSION = os.environ.setdefault("CARBON_TEST_SESSION", uuid.uuid4().hex[:8])
 SLOW_LANES = 3
+
+
+def pytest_sessionfinish(session):
+    """The session's databases dropped once, by the controller, after every worker is done:
+    each DROP DATABASE waits for a checkpoint, and each worker dropping its own at its end,
+    while the others still wrote, took up to 100 s of the session; now the machine is quiet
+    and the drops, at once, share their checkpoints."""
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller drops them
+        return
+    admin = os.getenv("TEST_ADMIN_DATABASE_URL") or postgres.running_admin_url()
+    if admin is None:
+        return
+    with psycopg.connect(admin, autocommit=True) as conn:
+        names = [
+            row[0]
+            for row in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE ANY(%s)",
+                (
+                    [
+                        f"carbon\\_test\\_{TEST_SESSION}\\_%",
+                        f"carbon\\_template\\_{TEST_SESSION}\\_%",
+                    ],
+                ),
+            )
+        ]
+
+    def drop(database: str) -> None:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(drop, names))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -75,26 +111,18 @@ def admin_url() -> str:
 def create_database(admin_url):
     """Factory of fresh databases, migrated (copies of a template migrated once a session:
     copying one takes 0.06 s where migrating takes a second) or, with empty=True, empty;
-    all dropped at the end of the session."""
+    all dropped at the end of the session (pytest_sessionfinish)."""
     from carbon_pipeline.resources.warehouse import WarehouseResource, dispose_engines
 
-    created = []
-    template = f"carbon_template_{uuid.uuid4().hex[:12]}"
+    template = f"carbon_template_{TEST_SESSION}_{uuid.uuid4().hex[:8]}"
     WarehouseResource(database_url=postgres.fresh_database(admin_url, template)).migrate()
     dispose_engines()  # a template is copied only while nobody is connected to it
-    created.append(template)
 
     def create(empty: bool = False) -> str:
-        name = f"carbon_test_{uuid.uuid4().hex[:12]}"
-        created.append(name)
+        name = f"carbon_test_{TEST_SESSION}_{uuid.uuid4().hex[:12]}"
         return postgres.fresh_database(admin_url, name, template=None if empty else template)
 
-    yield create
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        for name in created:
-            # and the Dagster instance's database `carbon-pipeline` puts beside a warehouse
-            for database in (name, f"{name}_dagster"):
-                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    yield create  # dropped by pytest_sessionfinish
 
 
 @pytest.fixture

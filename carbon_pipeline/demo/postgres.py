@@ -78,11 +78,16 @@ def _start_debian_cluster() -> None:
         )
 
 
+def running_admin_url() -> str | None:
+    """A superuser connection to a local server that answers now; None if none does."""
+    return next((url for url in CANDIDATES if _reachable(url)), None)
+
+
 def admin_url() -> str:
     """A superuser connection to a running local server, starting one if none answers."""
-    for url in CANDIDATES:
-        if _reachable(url):
-            return url
+    running = running_admin_url()
+    if running:
+        return running
     _start_debian_cluster()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
