@@ -91,9 +91,9 @@ def admin_url() -> str:
     _start_debian_cluster()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        for url in CANDIDATES:
-            if _reachable(url):
-                return url
+        running = running_admin_url()
+        if running:
+            return running
         time.sleep(0.5)
     raise PostgresSetupError("could not reach or start a local PostgreSQL: set DATABASE_URL")
 
