@@ -526,3 +526,57 @@ def test_a_new_power_model_rederives_usage_without_the_sources(loaded, pipeline_
         assert after[table]["idle_kwh"].to_numpy() == pytest.approx(
             before[table]["idle_kwh"].to_numpy(), rel=1e-12
         )
+
+
+def test_a_write_that_fails_midway_leaves_the_stored_window_as_it_was(database_url):
+    """The COPYs run behind the caller (WindowWriter): a COPY refused by the warehouse after
+    an earlier one of the window succeeded, and the caller failing while a COPY is in
+    flight, each roll the whole window back; the error names the table; no writing thread
+    is left; the next write of the window works."""
+    import psycopg
+
+    from carbon_pipeline.resources.warehouse import WarehouseResource
+    from carbon_pipeline.tables import HOST_CPU_HOURLY, HOST_CPU_REJECTED
+
+    start, end = t("2025-03-20T06:00"), t("2025-03-20T08:00")
+    warehouse = WarehouseResource(database_url=database_url)
+
+    def host_hours(busy: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "timestamp_utc": pd.to_datetime([start, start + (end - start) / 2], utc=True),
+                "hostname": "172.16.100.50",
+                "cloud_project_name": "ada",
+                "machine_name": "m1",
+                "cpu_count": 4,
+                "busy_cpu_seconds_total": busy,
+                "idle_cpu_seconds_total": 14_400.0 - busy,
+                "memory_gib": [8.0, None],
+            }
+        )
+
+    specs = [HOST_CPU_HOURLY, HOST_CPU_REJECTED]
+    with warehouse.replace_window(start, end, specs) as writer:
+        writer.copy(HOST_CPU_HOURLY.name, host_hours(100.0))
+    stored = read_table(database_url, "SELECT * FROM host_cpu_hourly ORDER BY timestamp_utc")
+    assert stored["busy_cpu_seconds_total"].tolist() == [100.0, 100.0]
+
+    twice = pd.concat([host_hours(300.0)] * 2, ignore_index=True)
+    with pytest.raises(psycopg.errors.UniqueViolation, match="host_cpu_rejected"):
+        with warehouse.replace_window(start, end, specs) as writer:
+            writer.copy(HOST_CPU_HOURLY.name, host_hours(200.0))
+            writer.copy(HOST_CPU_REJECTED.name, twice.assign(reason="over capacity"))
+    with pytest.raises(ValueError, match="the caller's own"):
+        with warehouse.replace_window(start, end, specs) as writer:
+            writer.copy(HOST_CPU_HOURLY.name, host_hours(200.0))
+            raise ValueError("the caller's own error, a COPY in flight")
+    pd.testing.assert_frame_equal(
+        read_table(database_url, "SELECT * FROM host_cpu_hourly ORDER BY timestamp_utc"), stored
+    )
+    assert read_table(database_url, "SELECT count(*) AS n FROM host_cpu_rejected")["n"][0] == 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("copy-behind")]
+
+    with warehouse.replace_window(start, end, specs) as writer:
+        writer.copy(HOST_CPU_HOURLY.name, host_hours(200.0))
+    busy = read_table(database_url, "SELECT busy_cpu_seconds_total FROM host_cpu_hourly")
+    assert busy["busy_cpu_seconds_total"].tolist() == [200.0, 200.0]

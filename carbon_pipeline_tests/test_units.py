@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -10,6 +12,7 @@ import pandas as pd
 import pytest
 import requests
 
+from carbon_pipeline.ahead import asked_ahead
 from carbon_pipeline.attribution import holding_intervals, hourly_shares
 from carbon_pipeline.hosts import normalise_host
 from carbon_pipeline.intensity import MissingIntensityError, hourly_intensity
@@ -787,3 +790,50 @@ def test_a_metric_must_be_non_negative_and_finite_and_only_a_footprint_may_be_un
         ("idle_kwh", 2),
     ]
     assert "non-negative and finite" in str(raised.value)
+
+
+def test_the_next_chunk_is_asked_while_this_one_is_worked_on_and_never_more():
+    """asked_ahead: answers in order; the next window's asked before the caller is done with
+    this one, never two ahead; an error is raised where its window is taken, after the
+    windows before it; a caller stopping early leaves nothing running."""
+    windows = [(at(h), at(h + 1)) for h in range(4)]
+    events: list[str] = []
+    asked_two = threading.Event()
+
+    def ask(start, end):
+        hour = int((start - T0) / timedelta(hours=1))
+        events.append(f"ask {hour}")
+        if hour == 2:
+            asked_two.set()
+            raise RuntimeError("Prometheus refused hour 2")
+        return hour * 10
+
+    taken = []
+    with pytest.raises(RuntimeError, match="refused hour 2"):
+        for start, end, answer in asked_ahead(ask, windows):
+            assert (start, end) == windows[len(taken)]
+            taken.append(answer)
+            if answer == 10:
+                assert asked_two.wait(10), "hour 2 was not asked while hour 1 was worked on"
+            events.append(f"took {answer // 10}")
+    assert taken == [0, 10]
+    assert events.index("took 0") < events.index("ask 2") < events.index("took 1")
+    assert events.count("ask 3") <= 1
+
+    # Stopping early: the question in flight is awaited, not left running.
+    events.clear()
+    in_flight = threading.Event()
+
+    def slow(start, end):
+        if start == windows[1][0]:
+            in_flight.set()
+            time.sleep(0.2)
+            events.append("answered 1")
+        return start
+
+    answers = asked_ahead(slow, windows)
+    next(answers)
+    assert in_flight.wait(10)
+    answers.close()
+    assert events == ["answered 1"]
+    assert not [t for t in threading.enumerate() if t.name.startswith("asked-ahead")]

@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 from psycopg.types.json import Jsonb
 
+from carbon_pipeline.ahead import asked_ahead
 from carbon_pipeline.assets.common import (
     STAGE_DEFAULTS,
     Progress,
@@ -128,8 +129,10 @@ def usage_facts(
     window_intervals, problems = holdings(registry, warehouse, start, end, context.run.run_id)
     registry_problems.update(problems)
     with warehouse.replace_window(start, end, specs) as writer:
-        for chunk_start, chunk_end in chunks(start, end, chunk_hours):
-            usage = warehouse.read_window("fact_usage_instance_window", chunk_start, chunk_end)
+        for chunk_start, chunk_end, usage in asked_ahead(
+            lambda s, e: warehouse.read_window("fact_usage_instance_window", s, e),
+            chunks(start, end, chunk_hours),
+        ):
             intervals = overlapping(window_intervals, chunk_start, chunk_end)
             with phase("transform"):
                 shares = hourly_shares(intervals, chunk_start, chunk_end)

@@ -6,6 +6,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from carbon_pipeline.ahead import asked_ahead
 from carbon_pipeline.assets.common import (
     OWNERS,
     STAGE_DEFAULTS,
@@ -148,16 +149,22 @@ def host_cpu_seconds(
     specs = [HOST_CPU_HOURLY, HOST_CPU_REJECTED, HOST_CPU_GAPS]
     chunk_hours = settings.chunk_hours_for(prometheus.count_hosts(start, end))
     with warehouse.replace_window(start, end, specs) as writer:
-        for chunk_start, chunk_end in chunks(start, end, chunk_hours):
-            answer = prometheus.host_cpu_seconds(chunk_start, chunk_end)
+
+        def ask(chunk_start: datetime, chunk_end: datetime):
+            """Prometheus' answer, and what the record holds now (committed: this
+            transaction's delete is not seen)."""
+            return (
+                prometheus.host_cpu_seconds(chunk_start, chunk_end),
+                warehouse.read_window("host_cpu_window", chunk_start, chunk_end),
+                warehouse.read_window("host_cpu_rejected_window", chunk_start, chunk_end),
+            )
+
+        for chunk_start, chunk_end, (answer, stored, stored_rejected) in asked_ahead(
+            ask, chunks(start, end, chunk_hours)
+        ):
             coverage.warned(answer.warnings, chunk_start, chunk_end)
             warnings += [w for w in answer.warnings if w not in warnings]
             notes += [n for n in answer.notes if n not in notes]
-            # What the record holds now (committed: this transaction's delete is not seen).
-            stored = warehouse.read_window("host_cpu_window", chunk_start, chunk_end)
-            stored_rejected = warehouse.read_window(
-                "host_cpu_rejected_window", chunk_start, chunk_end
-            )
             with phase("transform"):
                 answered, answer_rejected = split_implausible(answer.frame)
                 frame, rejected, counts = merge_host_cpu(

@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 from psycopg.types.json import Jsonb
 
+from carbon_pipeline.ahead import asked_ahead
 from carbon_pipeline.assets.common import (
     STAGE_DEFAULTS,
     Progress,
@@ -68,10 +69,11 @@ def fact_usage_instance(
     unknown_memory = unknown_regional = 0
     chunk_hours = settings.chunk_hours_for(warehouse.hosts_in_window(start, end))
     with warehouse.replace_window(start, end, [FACT_USAGE_INSTANCE]) as writer:
-        for chunk_start, chunk_end in chunks(start, end, chunk_hours):
-            cpu = warehouse.read_window("host_cpu_window", chunk_start, chunk_end)
-            intensity = warehouse.read_window("intensity_window", chunk_start, chunk_end)
-            regional = warehouse.read_window("regional_intensity_window", chunk_start, chunk_end)
+        inputs = ("host_cpu_window", "intensity_window", "regional_intensity_window")
+        for chunk_start, chunk_end, (cpu, intensity, regional) in asked_ahead(
+            lambda s, e: [warehouse.read_window(query, s, e) for query in inputs],
+            chunks(start, end, chunk_hours),
+        ):
             # What is read back was validated when it was written: validate what is new.
             with phase("transform"):
                 model = power_model.model_for(cpu["machine_name"]).join(

@@ -7,6 +7,7 @@ import hashlib
 import io
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -239,29 +240,47 @@ def apply_migrations(engine: sa.Engine) -> list[str]:
 
 
 class WindowWriter:
-    """Writes rows into tables whose [start, end) window was emptied in this transaction."""
+    """Writes rows into tables whose [start, end) window was emptied in this transaction.
+
+    Each COPY runs in a thread of its own while the caller goes on (PostgreSQL ingests on a
+    core of its own): copy() returns once the rows are encoded. COPYs run one at a time, in
+    the order asked, and at most one is in flight (what is held is one payload); a COPY's
+    error is raised by the next copy() or by finish()."""
 
     def __init__(self, conn: psycopg.Connection, specs: dict[str, TableSpec]):
         self._conn = conn
         self._specs = specs
         self.rows = dict.fromkeys(specs, 0)  # rows written per table
-
-    @property
-    def connection(self) -> psycopg.Connection:
-        return self._conn
+        self._sender = ThreadPoolExecutor(1, thread_name_prefix="copy-behind")
+        self._sending: Future | None = None
 
     def copy(self, table: str, frame: pd.DataFrame) -> int:
         spec = self._specs[table]
         if frame.empty:
             return 0
-        cols = ", ".join(spec.column_names)
         with phase("transform"):
             payload = binary_copy.encode(frame, spec.columns)
-        with phase("postgres_write"), self._conn.cursor() as cur:
-            with cur.copy(f"COPY {spec.name} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.write(payload)
+        self.finish()
+        self._sending = self._sender.submit(self._send, spec, payload)
         self.rows[table] += len(frame)
         return len(frame)
+
+    def finish(self) -> None:
+        """Wait for the COPY in flight; raises its error."""
+        sending, self._sending = self._sending, None
+        if sending is not None:
+            with phase("postgres_write"):
+                sending.result()
+
+    def close(self) -> None:
+        """Wait for the COPY in flight, whatever its outcome, and stop the thread."""
+        self._sender.shutdown(wait=True)
+
+    def _send(self, spec: TableSpec, payload: bytes) -> None:
+        cols = ", ".join(spec.column_names)
+        with self._conn.cursor() as cur:
+            with cur.copy(f"COPY {spec.name} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(payload)
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -496,7 +515,12 @@ class WarehouseResource(dg.ConfigurableResource):
                             f"DELETE FROM {name} WHERE timestamp_utc >= %s AND timestamp_utc < %s",
                             (start, end),
                         )
-                yield WindowWriter(conn, {s.name: s for s in specs})
+                writer = WindowWriter(conn, {s.name: s for s in specs})
+                try:
+                    yield writer
+                    writer.finish()
+                finally:
+                    writer.close()
             except BaseException:
                 transaction.rollback()
                 raise
