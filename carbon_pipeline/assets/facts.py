@@ -1,6 +1,7 @@
 """Warehouse stage: host-hours attributed to every scope and to the workspaces that held them."""
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -159,21 +160,32 @@ def usage_facts(
                 totals[key] += float(facts["ada"][key].sum())
             progress.chunk_done(chunk_start, chunk_end, rows)
     warehouse.record_derivation("registry_version", pd.concat(versions))
-    with phase("postgres_write"), warehouse.connect() as short:
-        recompute_session_totals(
-            short,
-            sessions_touched,
-            start,
-            end,
-            correct=lambda: _keep_sessions_right(short, window_intervals, datetime.now(UTC)),
-            workspace_ids=window_intervals["workspace_id"].tolist(),
-        )
-    # The analysts' rollups of the days and months the window touched, from the facts now
-    # committed, in a short transaction of their own.
-    with phase("rollups"), warehouse.connect() as short:
-        rollup_rows = refresh_rollups(short, start, end)
-    with phase("rollups"), warehouse.connect() as short:
-        rollup_gap = {table: rollup_gaps(short, start, end, (table,)) for table in rollup_rows}
+
+    def session_totals() -> None:
+        with phase("postgres_write"), warehouse.connect() as short:
+            recompute_session_totals(
+                short,
+                sessions_touched,
+                start,
+                end,
+                correct=lambda: _keep_sessions_right(short, window_intervals, datetime.now(UTC)),
+                workspace_ids=window_intervals["workspace_id"].tolist(),
+            )
+
+    def rollup_gap_of(table: str) -> float:
+        with phase("rollups"), warehouse.connect() as short:
+            return rollup_gaps(short, start, end, (table,))
+
+    # From the facts now committed, each in a short transaction of its own, side by side (they
+    # touch different rows; PostgreSQL runs each on a core): the sessions' totals, and the
+    # analysts' rollups of the days, months and years the window touched, then their checks.
+    with ThreadPoolExecutor(2, thread_name_prefix="after-window") as aside:
+        totals_done = aside.submit(session_totals)
+        with phase("rollups"), warehouse.connect() as short:
+            rollup_rows = refresh_rollups(short, start, end)
+        gaps = {table: aside.submit(rollup_gap_of, table) for table in rollup_rows}
+        rollup_gap = {table: gap.result() for table, gap in gaps.items()}
+        totals_done.result()
     for problem in sorted(registry_problems):
         context.log.warning(f"registry: {problem}")
     yield materialized(
