@@ -1,5 +1,6 @@
 """Source stage: what Prometheus and the Carbon Intensity API say, per hour, in Postgres."""
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -148,7 +149,12 @@ def host_cpu_seconds(
     rejected_parts, warnings, notes = [], [], []
     specs = [HOST_CPU_HOURLY, HOST_CPU_REJECTED, HOST_CPU_GAPS]
     chunk_hours = settings.chunk_hours_for(prometheus.count_hosts(start, end))
-    with warehouse.replace_window(start, end, specs) as writer:
+    with (
+        warehouse.replace_window(start, end, specs) as writer,
+        ThreadPoolExecutor(1, thread_name_prefix="registry") as aside,
+    ):
+        # The window's holdings (for the gaps) asked while Prometheus answers.
+        held_asked = aside.submit(holdings, registry, warehouse, start, end, context.run.run_id)
 
         def ask(chunk_start: datetime, chunk_end: datetime):
             """Prometheus' answer, and what the record holds now (committed: this
@@ -186,7 +192,7 @@ def host_cpu_seconds(
             busy += float(frame["busy_cpu_seconds_total"].sum())
             idle += float(frame["idle_cpu_seconds_total"].sum())
             progress.chunk_done(chunk_start, chunk_end, len(frame))
-        held, registry_problems = holdings(registry, warehouse, start, end, context.run.run_id)
+        held, registry_problems = held_asked.result()
         with phase("transform"):
             gaps = coverage.gaps(held)
         # "Before and after" gaps are computed whenever read (v_host_cpu_gaps): stored,
