@@ -3,6 +3,10 @@
 The sources (Prometheus, the warehouse read back) answer from processes of their own, on the
 machine's other cores: asking one chunk ahead hides the wait behind the transform and writes
 of the chunk before it, instead of adding the two up.
+
+Stages ask inside their window's transaction, after its write lock: a chunk read before the
+lock could predate what an overlapping run, finishing first, committed, and this run's
+facts, committed last, would then be derived from rows no longer stored.
 """
 
 from __future__ import annotations
