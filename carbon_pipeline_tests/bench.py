@@ -474,10 +474,12 @@ class Services:
         ).start()
         self.start = start
 
-    def fresh_env(self, label: str) -> dict:
+    def fresh_env(self, label: str, instance_tables: bool = False) -> dict:
         """A fresh warehouse, migrated as a deployment's `carbon-pipeline migrate` leaves it
         (concurrent backfills would otherwise queue on the first one's migrations), and a
-        fresh Dagster instance."""
+        fresh Dagster instance; with `instance_tables`, its tables made, as a deployment's
+        first run leaves them (processes creating them at once can collide: "type snapshots
+        already exists")."""
         from carbon_pipeline.instance import dagster_postgres_url
         from carbon_pipeline.resources.warehouse import WarehouseResource, dispose_engines
 
@@ -487,7 +489,7 @@ class Services:
         warehouse = self._database(f"{self.databases}_{label}")
         WarehouseResource(database_url=warehouse).migrate()
         dispose_engines()
-        return {
+        env = {
             **os.environ,
             "DATABASE_URL": warehouse,
             "DAGSTER_POSTGRES_URL": dagster_postgres_url(
@@ -502,6 +504,13 @@ class Services:
             "CARBON_PIPELINE_SCHEDULE_STATUS": "STOPPED",
             "CARBON_PIPELINE_ASSET_RETRIES": "0",
         }
+        if instance_tables:
+            subprocess.run(
+                [sys.executable, "-c", "import dagster; dagster.DagsterInstance.get().dispose()"],
+                env=env,
+                check=True,
+            )
+        return env
 
     def _database(self, name: str) -> str:
         from carbon_pipeline.demo import postgres
@@ -714,7 +723,7 @@ def main_bench(args) -> int:
                             )
                         )
                     log(f"({shape}) the same range as {title} ({attempt + 1}/{repeat}) ...")
-                    env = services.fresh_env(shape)
+                    env = services.fresh_env(shape, instance_tables=True)
                     tries[shape].append(
                         with_machine_cpu(
                             lambda env=env, backfills=backfills: measure_concurrent(
