@@ -242,8 +242,8 @@ def apply_migrations(engine: sa.Engine) -> list[str]:
 class WindowWriter:
     """Writes rows into tables whose [start, end) window was emptied in this transaction.
 
-    Each COPY runs in a thread of its own while the caller goes on (PostgreSQL ingests on a
-    core of its own): copy() returns once the rows are encoded. COPYs run one at a time, in
+    The COPYs run in a thread of their own while the caller goes on (PostgreSQL ingests on a
+    core of its own): copy() returns once the rows are encoded. They run one at a time, in
     the order asked, and at most one is in flight (what is held is one payload); a COPY's
     error is raised by the next copy() or by finish()."""
 
