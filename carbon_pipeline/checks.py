@@ -11,9 +11,10 @@ import pandas as pd
 from carbon_pipeline.energy import FOOTPRINT_METRICS, METRICS, sum_metrics
 from carbon_pipeline.resources.prometheus import UNIDENTIFIED
 from carbon_pipeline.schemas import within_capacity
-from carbon_pipeline.tables import REPORTING_ROLLUP, SCOPE_FACTS, USAGE_ROLLUP
+from carbon_pipeline.tables import REPORTING_RELEASE, REPORTING_ROLLUP, SCOPE_FACTS, USAGE_ROLLUP
 
 CONSERVATION = "conservation"
+DISCLOSURE = "disclosure"
 COMPLETENESS = "completeness"
 COVERAGE = "coverage"
 FRESHNESS = "freshness"
@@ -140,6 +141,7 @@ def _gap(ours: str, theirs: str) -> str:
 
 # The reporting rollup's columns besides usage_rollup's: over the hours that show numbers.
 SHOWN_FROM_HOURS = {
+    "all_columns_hours": "count(*) FILTER (WHERE all_columns)",
     "shown_hours": "count(busy_kwh)",
     "shown_footprint_unknown_hours": "count(*) FILTER (WHERE busy_kwh IS NOT NULL AND "
     "(full_gco2eq IS NULL OR coalesce(footprint_unknown_hosts, 1) > 0))",
@@ -156,7 +158,7 @@ def rollup_gaps(
 ) -> float:
     """Largest relative difference, over the periods touching [start, end), scopes and
     columns, between a rollup and what it sums: usage_rollup's day rows against each scope's
-    fact table, reporting_rollup's against reporting.v_usage_hourly; in both, each month row
+    fact table, reporting_rollup's against reporting_release; in both, each month row
     against its days, each year row against its months, every lifetime row against its
     years."""
     in_days = (
@@ -176,7 +178,7 @@ def rollup_gaps(
         for scope, spec in SCOPE_FACTS.items()
     )
     shown = ROLLUP_FROM_FACTS | SHOWN_FROM_HOURS
-    reporting = hours_per_day(shown, "reporting.v_usage_hourly", "scope")
+    reporting = hours_per_day(shown, f"public.{REPORTING_RELEASE}", "scope")
     first_day, end_day = rollup_days_of(start, end)
     end_month = _next_month(end_day - timedelta(days=1))
     params = {
@@ -247,3 +249,37 @@ def rollup_days_of(start: datetime, end: datetime) -> tuple[date, date]:
 
 def _next_month(day: date) -> date:
     return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+RELEASE_PROBLEMS = """
+WITH released AS (
+  SELECT * FROM public.reporting_release
+  WHERE timestamp_utc >= %(start)s AND timestamp_utc < %(end)s
+),
+scopes AS (
+  SELECT timestamp_utc, scope, sum(busy_kwh) AS busy_kwh, sum(idle_kwh) AS idle_kwh
+  FROM released WHERE scope <> 'ada' GROUP BY 1, 2
+)
+SELECT
+  (SELECT count(*) FROM released, public.reporting_policy p
+   WHERE p.min_users > 1 AND coalesce(released.users, 0) < p.min_users),
+  (SELECT count(*) FROM released a
+   WHERE a.scope = 'ada'
+     AND (SELECT count(*) FROM scopes s WHERE s.timestamp_utc = a.timestamp_utc) <> 3),
+  (SELECT max(greatest(abs(s.busy_kwh - a.busy_kwh) / greatest(abs(a.busy_kwh), 1e-9),
+                       abs(s.idle_kwh - a.idle_kwh) / greatest(abs(a.idle_kwh), 1e-9)))
+   FROM scopes s JOIN released a ON a.timestamp_utc = s.timestamp_utc AND a.scope = 'ada')
+"""
+
+
+def release_problems(conn, start: datetime, end: datetime) -> dict[str, float]:
+    """What would break carbon_reporter's rule (migration 0016) in the release of [start, end):
+    rows of fewer people than the policy's minimum, hours of the platform without rows in
+    every scope, and the largest relative gap between a scope's rows of an hour and the
+    platform's row (each scope's rows are a partition of it)."""
+    below, incomplete, gap = conn.execute(RELEASE_PROBLEMS, {"start": start, "end": end}).fetchone()
+    return {
+        "rows_below_min_users": int(below),
+        "hours_without_every_scope": int(incomplete),
+        "largest_relative_gap": float(gap or 0.0),
+    }

@@ -142,8 +142,9 @@ SCOPE_FACTS = {
 }
 
 # Daily, monthly, yearly and lifetime sums of the scope facts, which the analysts' views read
-# (migrations 0013, 0014), and of the aggregates carbon_reporter's views show (0014).
+# (migrations 0013, 0014); what carbon_reporter may see of each hour (0016) and its sums.
 USAGE_ROLLUP = "usage_rollup"
+REPORTING_RELEASE = "reporting_release"
 REPORTING_ROLLUP = "reporting_rollup"
 
 # The tables each stage's computation (a Dagster op, named here) writes, stages in order: one
@@ -157,7 +158,8 @@ STAGE_TABLES = {
         FACT_USAGE_WORKSPACE.name,
         "workspace_session",  # upserted by workspace, not replaced by window
         USAGE_ROLLUP,  # recomputed from the facts for the periods of the window
-        REPORTING_ROLLUP,  # likewise, from the aggregates carbon_reporter may see
+        REPORTING_RELEASE,  # decided again for the window's hours, from the facts
+        REPORTING_ROLLUP,  # the release's sums, for the periods of the window
     ),
 }
 

@@ -9,8 +9,8 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-# rollups: the analysts' daily to lifetime sums recomputed after each window's facts, and
-# their conservation check.
+# release: what carbon_reporter may see of the window's hours, decided after its facts, and
+# its check; rollups: the daily to lifetime sums recomputed then, and their conservation check.
 PHASES = (
     "prometheus",
     "intensity_api",
@@ -18,6 +18,7 @@ PHASES = (
     "transform",
     "postgres_read",
     "postgres_write",
+    "release",
     "rollups",
 )
 _seconds: defaultdict[str, float] = defaultdict(float)
@@ -34,6 +35,12 @@ def phase(name: str) -> Iterator[None]:
     finally:
         with _adding:
             _seconds[name] += time.perf_counter() - began
+
+
+def add(name: str, seconds: float) -> None:
+    """Seconds spent on a phase measured elsewhere (by the database, inside one statement)."""
+    with _adding:
+        _seconds[name] += seconds
 
 
 def totals() -> dict[str, float]:

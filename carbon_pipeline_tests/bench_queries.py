@@ -32,7 +32,8 @@ MEASURED = {
     "v_usage_heatmap_project": "SELECT * FROM v_usage_heatmap WHERE scope = 'project' "
     "AND scope_name = 'IDAaaS'",
 }
-# carbon_reporter's versions (as carbon_reporter; the policy of 5 users merges the small groups).
+# carbon_reporter's versions (as carbon_reporter). Every group-hour of the fill has 5 people, so
+# the default policy shows every aggregate row: the largest release, the slowest reads.
 REPORTER = {
     "reporting.v_usage_total": "SELECT * FROM reporting.v_usage_total",
     "reporting.v_group_averages": "SELECT * FROM reporting.v_group_averages",
@@ -84,9 +85,14 @@ def fill(url: str, counts: dict[str, int], years: int) -> dict:
             "FROM generate_series(1, %s) n",
             (counts["machine"],),
         )
+        # Each group is one project's machine type, as the pipeline records it.
         conn.execute(
-            "INSERT INTO dim_group (group_name) SELECT 'group-' || n FROM generate_series(1, %s) n",
-            (counts["group"],),
+            "INSERT INTO dim_group (group_name, cloud_project_name, machine_name) "
+            "SELECT 'group-' || n, p.cloud_project_name, m.machine_name "
+            "FROM generate_series(1, %s) n "
+            "JOIN dim_project p ON p.project_id = 1 + (n - 1) %% %s "
+            "JOIN dim_machine m ON m.machine_id = 1 + (n - 1) %% %s",
+            (counts["group"], counts["project"], counts["machine"]),
         )
         conn.execute(
             "INSERT INTO dim_user (ext_user_id) SELECT CASE n WHEN 1 THEN 'alice' "
@@ -101,7 +107,7 @@ def fill(url: str, counts: dict[str, int], years: int) -> dict:
             tables = {"ada": ("fact_usage_ada", None, None)} | {s: SCOPES[s][:3] for s in SCOPES}
             for scope, (table, id_column, dim) in tables.items():
                 users = "" if scope == "user" else "users, "
-                three = "" if scope == "user" else "3, "
+                people = "" if scope == "user" else "5, "
                 conn.execute(
                     "SELECT carbon_ensure_month_partitions(%s, %s, %s)", (table, start, end)
                 )
@@ -120,7 +126,7 @@ def fill(url: str, counts: dict[str, int], years: int) -> dict:
                       b * 0.02 * i, (1 - b) * 0.005 * i, i,
                       CASE WHEN extract(hour FROM h) = 3 THEN 'forecast' ELSE 'actual' END,
                       0.001, 0.002, 0.028, 0.001 * i, 0.002 * i, 1.5, 0.028 * i + 1.5,
-                      0.028 * i * 0.9, {three}0, 0
+                      0.028 * i * 0.9, {people}0, 0
                     FROM generate_series(%s::timestamptz, %s::timestamptz - interval '1 hour',
                                          interval '1 hour') h
                     {source}

@@ -20,6 +20,7 @@ EXPECTED_CHECKS = {
     "carbon_intensity_hourly": {"intensity_provenance"},
     "fact_usage_ada": {"conservation", "freshness"},
     "usage_rollup": {"conservation"},
+    "reporting_release": {"disclosure"},
     "reporting_rollup": {"conservation"},
 }
 SOURCES = {"prometheus", "carbon_intensity_api", "workspace_registry", "power_model"}
@@ -67,7 +68,11 @@ def test_the_sources_are_upstream_and_the_views_downstream():
         assert node.description and len(node.description) > 80
         assert node.owners or node.is_observable
     assert parents("usage_rollup") == {f"fact_usage_{s}" for s in catalog_scopes()}
-    assert parents("reporting_rollup") == {f"fact_usage_{s}" for s in catalog_scopes()[:-1]}
+    assert parents("reporting_release") == {
+        *(f"fact_usage_{s}" for s in catalog_scopes()[:-1]),
+        "fact_usage_workspace",
+    }
+    assert parents("reporting_rollup") == {"reporting_release"}
     # The analysts' lifetime views read the rollups, the hourly ones the facts.
     assert parents("v_user_averages") == {"usage_rollup"}
     assert parents("v_usage_total") == {"usage_rollup"}

@@ -249,33 +249,7 @@ def test_migrations_by_a_role_that_does_not_own_public_run_or_stop_clearly(migra
     assert readable == documented_readers()["carbon_reporter"]
 
 
-# ---- 3. small groups ---------------------------------------------------------------------
-
-
-def disclosed(hourly: pd.DataFrame, k: int) -> pd.DataFrame:
-    """The oracle: what the reporter may see per scope and hour, by the rule written out
-    one scope-hour at a time (docs/security.md, Small groups)."""
-    rows = []
-    for (scope, hour), entities in hourly.groupby(["scope", "timestamp_utc"]):
-        if scope == "ada":
-            (ada,) = entities.to_dict("records")
-            shown = not (1 <= ada["users"] < k)
-            rows.append((scope, hour, "ada", ada["users"], ada["busy_kwh"] if shown else None))
-            continue
-        ordered = entities.sort_values(["users", "scope_id"]).to_dict("records")
-        any_small = any(1 <= e["users"] < k for e in ordered)
-        merged, before = [], 0
-        for e in ordered:
-            if e["users"] >= 1 and any_small and (e["users"] < k or before < k):
-                merged.append(e)
-            else:
-                rows.append((scope, hour, e["scope_name"], e["users"], e["busy_kwh"]))
-            before += e["users"]
-        if merged:
-            users = sum(e["users"] for e in merged)
-            busy = sum(e["busy_kwh"] for e in merged) if users >= k else None
-            rows.append((scope, hour, f"(merged: fewer than {k} users each)", users, busy))
-    return pd.DataFrame(rows, columns=["scope", "timestamp_utc", "scope_name", "users", "busy_kwh"])
+# ---- 3. small groups (the rule itself, its audit and the attacks: test_disclosure.py) -------
 
 
 def as_role(url: str, role: str, query: str) -> pd.DataFrame:
@@ -288,66 +262,54 @@ def as_role(url: str, role: str, query: str) -> pd.DataFrame:
 
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_the_reporter_sees_no_hour_of_fewer_users_than_the_policy(warehouse_url, k):
+    """On the test fleet (a one-member group in every hour, IDAaaS_SANS: carol; at most four
+    people at once), under three policies: every row has k people, each scope's rows of an
+    hour add up to the platform's, and the periods are the sums of the hours shown."""
     with psycopg.connect(warehouse_url) as conn:
         conn.execute("UPDATE reporting_policy SET min_users = %s", (k,))
-    columns = "scope, scope_id, scope_name, timestamp_utc, users, busy_kwh"
-    full = as_role(
-        warehouse_url,
-        "carbon_analyst",
-        f"SELECT {columns} FROM v_usage_hourly WHERE scope <> 'user'",
-    )
-    # The test fleet has a one-member group in every hour (IDAaaS_SANS: carol) and hours of
-    # one user per project.
-    one_member = full[(full["scope"] == "group") & (full["users"] == 1)]
-    assert len(one_member) > 0
-    seen = as_role(
-        warehouse_url, "carbon_reporter", f"SELECT {columns} FROM reporting.v_usage_hourly"
-    )
-    key = ["scope", "timestamp_utc", "scope_name"]
-    want = disclosed(full, k).sort_values(key, ignore_index=True)
-    got = seen[want.columns].sort_values(key, ignore_index=True)
-    assert got[key + ["users"]].values.tolist() == want[key + ["users"]].values.tolist()
-    assert got["busy_kwh"].isna().tolist() == want["busy_kwh"].isna().tolist()
-    known = want["busy_kwh"].notna()
-    assert got.loc[known, "busy_kwh"].to_numpy(dtype=float) == pytest.approx(
-        want.loc[known, "busy_kwh"].to_numpy(dtype=float), rel=1e-12
-    )
-    # Nothing shown on its own has fewer users than the policy, and every hour still adds up.
-    alone = got[got["busy_kwh"].notna() & ~got["scope_name"].str.startswith("(merged")]
-    assert not ((alone["users"] >= 1) & (alone["users"] < k)).any()
-    if k == 1:
-        assert len(got) == len(full) and not got["scope_name"].str.startswith("(merged").any()
-    ada = got[got["scope"] == "ada"].set_index("timestamp_utc")["busy_kwh"]
-    for scope in ("project", "machine", "group"):
-        summed = got[got["scope"] == scope].groupby("timestamp_utc")["busy_kwh"].sum(min_count=1)
-        shown = summed.dropna().index.intersection(ada.dropna().index)
-        complete = (
-            got[got["scope"] == scope]
-            .groupby("timestamp_utc")["busy_kwh"]
-            .apply(lambda s: s.notna().all())
+    try:
+        full = as_role(
+            warehouse_url,
+            "carbon_analyst",
+            "SELECT scope, scope_name, timestamp_utc, users, busy_kwh FROM v_usage_hourly "
+            "WHERE scope <> 'user'",
         )
-        shown = shown[complete.reindex(shown).to_numpy()]
-        assert summed[shown].to_numpy(dtype=float) == pytest.approx(
-            ada[shown].to_numpy(dtype=float), rel=1e-9
+        assert ((full["scope"] == "group") & (full["users"] == 1)).any()
+        got = as_role(
+            warehouse_url,
+            "carbon_reporter",
+            "SELECT scope, scope_name, timestamp_utc, users, busy_kwh, all_columns "
+            "FROM reporting.v_usage_hourly",
         )
-    # The period views and usage_between are made of the same hours.
-    period = as_role(
-        warehouse_url,
-        "carbon_reporter",
-        "SELECT scope_name, busy_kwh FROM reporting.usage_between('group', '2025-03-03', '2025-03-05')",
-    ).set_index("scope_name")["busy_kwh"]
-    by_name = got[got["scope"] == "group"].groupby("scope_name")["busy_kwh"].sum(min_count=1)
-    assert period.sort_index().to_numpy(dtype=float) == pytest.approx(
-        by_name.sort_index().to_numpy(dtype=float), rel=1e-9, nan_ok=True
-    )
-    total = as_role(
-        warehouse_url,
-        "carbon_reporter",
-        "SELECT group_name AS scope_name, busy_kwh FROM reporting.v_group_total",
-    ).set_index("scope_name")["busy_kwh"]
-    assert total.sort_index().to_numpy(dtype=float) == pytest.approx(
-        by_name.sort_index().to_numpy(dtype=float), rel=1e-9, nan_ok=True
-    )
+        if k == 1:  # nobody is protected: every aggregate row, as the analysts see it
+            assert len(got) == len(full) and got["all_columns"].all()
+        else:
+            assert len(got) > 0 and (got["users"] >= k).all()
+            small = full[(full["scope"] == "group") & (full["users"] < k)]
+            pairs = set(zip(got["scope_name"], got["timestamp_utc"], strict=True))
+            assert not set(zip(small["scope_name"], small["timestamp_utc"], strict=True)) & pairs
+        ada = got[got["scope"] == "ada"].set_index("timestamp_utc")["busy_kwh"]
+        for scope in ("project", "machine", "group"):
+            summed = got[got["scope"] == scope].groupby("timestamp_utc")["busy_kwh"].sum()
+            assert summed.sort_index().index.equals(ada.sort_index().index), scope
+            assert summed.sort_index().to_numpy() == pytest.approx(
+                ada.sort_index().to_numpy(), rel=1e-9
+            )
+        by_name = got[got["scope"] == "group"].groupby("scope_name")["busy_kwh"].sum()
+        for query in (
+            "SELECT scope_name, busy_kwh FROM reporting.usage_between("
+            "'group', '2025-03-03', '2025-03-05')",
+            "SELECT group_name AS scope_name, busy_kwh FROM reporting.v_group_total",
+        ):
+            period = as_role(warehouse_url, "carbon_reporter", query)
+            period = period.set_index("scope_name")["busy_kwh"].sort_index()
+            assert list(period.index) == list(by_name.sort_index().index), query
+            assert period.to_numpy(dtype=float) == pytest.approx(
+                by_name.sort_index().to_numpy(dtype=float), rel=1e-9
+            )
+    finally:
+        with psycopg.connect(warehouse_url) as conn:
+            conn.execute("UPDATE reporting_policy SET min_users = 5")
 
 
 # ---- 4. every outside call has a deadline ------------------------------------------------

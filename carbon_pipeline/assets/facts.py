@@ -1,5 +1,6 @@
 """Warehouse stage: host-hours attributed to every scope and to the workspaces that held them."""
 
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -8,6 +9,7 @@ import dagster as dg
 import pandas as pd
 from psycopg.types.json import Jsonb
 
+from carbon_pipeline import timing
 from carbon_pipeline.ahead import asked_ahead
 from carbon_pipeline.assets.common import (
     STAGE_DEFAULTS,
@@ -26,7 +28,13 @@ from carbon_pipeline.attribution import (
     workspace_usage,
 )
 from carbon_pipeline.automation import derived_condition
-from carbon_pipeline.checks import CONSERVATION, conservation_gaps, rollup_gaps
+from carbon_pipeline.checks import (
+    CONSERVATION,
+    DISCLOSURE,
+    conservation_gaps,
+    release_problems,
+    rollup_gaps,
+)
 from carbon_pipeline.derivation import share_versions
 from carbon_pipeline.holdings import holdings, overlapping
 from carbon_pipeline.resources import PipelineSettings, RegistryResource, WarehouseResource
@@ -40,6 +48,7 @@ from carbon_pipeline.schemas import WORKSPACE_FACT_SCHEMA, scope_fact_schema, va
 from carbon_pipeline.tables import (
     FACT_USAGE_INSTANCE,
     FACT_USAGE_WORKSPACE,
+    REPORTING_RELEASE,
     REPORTING_ROLLUP,
     SCOPE_FACTS,
     SCOPE_ID_COLUMNS,
@@ -49,10 +58,15 @@ from carbon_pipeline.tables import (
 from carbon_pipeline.times import chunks
 from carbon_pipeline.timing import phase
 
-# What each rollup sums: the analysts' every scope's facts, carbon_reporter's the aggregates'.
+# What each rollup sums: the analysts' every scope's facts, carbon_reporter's its release, which
+# is decided from the aggregates' facts and who held their hosts.
 ROLLUP_DEPS = {
     USAGE_ROLLUP: [spec.name for spec in SCOPE_FACTS.values()],
-    REPORTING_ROLLUP: [spec.name for scope, spec in SCOPE_FACTS.items() if scope != "user"],
+    REPORTING_RELEASE: [
+        *(spec.name for scope, spec in SCOPE_FACTS.items() if scope != "user"),
+        FACT_USAGE_WORKSPACE.name,
+    ],
+    REPORTING_ROLLUP: [REPORTING_RELEASE],
 }
 
 
@@ -90,12 +104,20 @@ ROLLUP_DEPS = {
             ),
         ),
         dg.AssetCheckSpec(
+            DISCLOSURE,
+            asset=REPORTING_RELEASE,
+            description=(
+                "For the window's hours: no row of fewer people than reporting_policy's "
+                "min_users, and where the platform is shown, each scope's rows add up to it "
+                "(each scope's rows are a partition of the platform's hour)."
+            ),
+        ),
+        dg.AssetCheckSpec(
             CONSERVATION,
             asset=REPORTING_ROLLUP,
             description=(
-                "As usage_rollup's, against reporting.v_usage_hourly (small groups merged per "
-                "hour): days against its hours, months against days, years against months, "
-                "lifetimes against years."
+                "As usage_rollup's, against reporting_release: days against its hours, months "
+                "against days, years against months, lifetimes against years."
             ),
         ),
     ],
@@ -172,11 +194,14 @@ def usage_facts(
                 workspace_ids=window_intervals["workspace_id"].tolist(),
             )
 
-    def rollups() -> tuple[dict[str, int], dict[str, float]]:
-        with phase("rollups"), warehouse.connect() as short:
+    def rollups() -> tuple[dict[str, int], dict[str, float], dict[str, float]]:
+        with warehouse.connect() as short:
             rows = refresh_rollups(short, start, end)
+        with phase("release"), warehouse.connect() as short:
+            release = release_problems(short, start, end)
         with phase("rollups"), warehouse.connect() as short:
-            return rows, {table: rollup_gaps(short, start, end, (table,)) for table in rows}
+            gaps = {t: rollup_gaps(short, start, end, (t,)) for t in rows if t != REPORTING_RELEASE}
+        return rows, gaps, release
 
     # From the facts now committed, each in a short transaction of its own and a thread of its
     # own (PostgreSQL does the work): the sessions' totals, and the analysts' rollups of the
@@ -192,7 +217,7 @@ def usage_facts(
                 yield materialized(context, spec.name, writer.rows[spec.name])
         totals_done.result()
         yield materialized(context, "workspace_session", len(sessions_touched))
-        rollup_rows, rollup_gap = rollups_done.result()
+        rollup_rows, rollup_gap, release = rollups_done.result()
     # After the rollups, so that its summary's seconds are the whole stage's; before them,
     # which sum it (a multi-asset yields in the graph's order).
     yield materialized(
@@ -211,6 +236,16 @@ def usage_facts(
     )
     for table, rows in rollup_rows.items():
         yield materialized(context, table, rows)
+        if table == REPORTING_RELEASE:
+            yield dg.AssetCheckResult(
+                asset_key=table,
+                check_name=DISCLOSURE,
+                passed=release["rows_below_min_users"] == 0
+                and release["hours_without_every_scope"] == 0
+                and release["largest_relative_gap"] <= 1e-9,
+                metadata=release,
+            )
+            continue
         yield dg.AssetCheckResult(
             asset_key=table,
             check_name=CONSERVATION,
@@ -220,13 +255,19 @@ def usage_facts(
 
 
 def refresh_rollups(conn, start: datetime, end: datetime) -> dict[str, int]:
-    """The rollups recomputed for the days touching [start, end), their months and years,
-    and every lifetime (from facts already committed); {table: rows written}."""
+    """The release of [start, end)'s hours decided again, and the rollups recomputed for the
+    days touching them, their months and years, and every lifetime (from facts already
+    committed); {table: rows written}. The database's seconds on each go to the phases
+    release and rollups."""
+    began = time.perf_counter()
     written = conn.execute(
-        "SELECT rollup_table, rows_written FROM public.carbon_refresh_rollups(%s, %s)",
+        "SELECT rollup_table, rows_written, seconds FROM public.carbon_refresh_rollups(%s, %s)",
         (start, end),
     ).fetchall()
-    return {table.removeprefix("public."): rows for table, rows in written}
+    releasing = sum(s for table, _, s in written if table == f"public.{REPORTING_RELEASE}")
+    timing.add("release", releasing)
+    timing.add("rollups", time.perf_counter() - began - releasing)
+    return {table.removeprefix("public."): rows for table, rows, _ in written}
 
 
 def recompute_session_totals(
