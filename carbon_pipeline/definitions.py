@@ -89,15 +89,7 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
             timeout_seconds=env_float("MONGO_TIMEOUT_SECONDS", 60.0, minimum=1),
             run_timeout_seconds=env_float("MONGO_RUN_TIMEOUT_SECONDS", 600.0, minimum=1),
         ),
-        "power_model": PowerModelResource(
-            busy_watts_per_core=env_float("CARBON_BUSY_WATTS_PER_CORE", 12.0, minimum=0),
-            idle_watts_per_core=env_float("CARBON_IDLE_WATTS_PER_CORE", 1.0, minimum=0),
-            memory_watts_per_gib=env_float("CARBON_MEMORY_WATTS_PER_GIB", 0.3725, minimum=0),
-            embodied_kgco2e=env_float("CARBON_EMBODIED_KGCO2E", 1000.0, minimum=0),
-            lifetime_years=env_float("CARBON_SERVER_LIFETIME_YEARS", 4.0, minimum=0.01),
-            server_threads=env_float("CARBON_SERVER_THREADS", 64.0, minimum=1),
-            overrides_file=env("CARBON_POWER_MODEL_FILE"),
-        ),
+        "power_model": PowerModelResource.from_env(),
         "sites": SitesResource(
             default_site=env("CARBON_SITE", "RAL"),
             default_region_id=env_int("CARBON_SITE_REGION_ID", 12, minimum=1),

@@ -181,11 +181,16 @@ def fill(url: str, counts: dict[str, int], years: int) -> dict:
         filled = time.perf_counter() - began
         conn.execute("SET session_replication_role = origin")
         began = time.perf_counter()
-        rollup_seconds = []
+        rollup_seconds, release_seconds = [], []
         for start, end in zip(months, months[1:], strict=False):
             month_began = time.perf_counter()
-            conn.execute("SELECT carbon_refresh_rollups(%s, %s)", (start, end))
+            parts = dict(
+                conn.execute(
+                    "SELECT rollup_table, seconds FROM carbon_refresh_rollups(%s, %s)", (start, end)
+                ).fetchall()
+            )
             rollup_seconds.append(time.perf_counter() - month_began)
+            release_seconds.append(parts["public.reporting_release"])
         rolled_up = time.perf_counter() - began
         conn.execute("VACUUM ANALYZE")
         size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
@@ -193,6 +198,7 @@ def fill(url: str, counts: dict[str, int], years: int) -> dict:
         "fill_seconds": filled,
         "rollup_seconds": rolled_up,
         "rollup_seconds_per_month": max(rollup_seconds),
+        "release_seconds_per_month": max(release_seconds),
         "forecast_refresh_seconds": forecast_refresh,
         "bytes": size,
         "end": months[-1],
@@ -296,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     if "rollup_seconds" not in filled:
         return 0
     print(
-        f"\nrollup of one month (a window's work): at most {filled['rollup_seconds_per_month']:.2f} s; "
+        f"\nrollup of one month (a window's work): at most {filled['rollup_seconds_per_month']:.2f} s "
+        f"(of which carbon_reporter's release at most {filled['release_seconds_per_month']:.2f} s); "
         f"all {12 * years} months {filled['rollup_seconds']:.1f} s; a forecast fetch's refresh "
         f"of the forecast error: {filled['forecast_refresh_seconds']:.2f} s"
     )

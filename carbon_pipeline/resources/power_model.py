@@ -104,6 +104,21 @@ class PowerModelResource(dg.ConfigurableResource):
     )
     overrides_file: str | None = None
 
+    @classmethod
+    def from_env(cls) -> PowerModelResource:
+        """Configured as README's Configuration says (CARBON_*_WATTS_*, CARBON_POWER_MODEL_FILE)."""
+        from carbon_pipeline.config import env, env_float
+
+        return cls(
+            busy_watts_per_core=env_float("CARBON_BUSY_WATTS_PER_CORE", 12.0, minimum=0),
+            idle_watts_per_core=env_float("CARBON_IDLE_WATTS_PER_CORE", 1.0, minimum=0),
+            memory_watts_per_gib=env_float("CARBON_MEMORY_WATTS_PER_GIB", 0.3725, minimum=0),
+            embodied_kgco2e=env_float("CARBON_EMBODIED_KGCO2E", 1000.0, minimum=0),
+            lifetime_years=env_float("CARBON_SERVER_LIFETIME_YEARS", 4.0, minimum=0.01),
+            server_threads=env_float("CARBON_SERVER_THREADS", 64.0, minimum=1),
+            overrides_file=env("CARBON_POWER_MODEL_FILE"),
+        )
+
     def defaults(self) -> dict[str, float]:
         names = {
             "busy_watts_per_core": "CARBON_BUSY_WATTS_PER_CORE",
