@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 
 UI_TESTS := carbon_pipeline_tests/ui
 
-.PHONY: setup catalog demo demo-ui ui test test-daemon test-bench test-newest test-oldest upgrade lint bench bench-quick
+.PHONY: setup catalog demo demo-ui demo-api api ui test test-daemon test-bench test-newest test-oldest upgrade lint bench bench-quick
 
 # The environment is exactly what uv.lock says (versions and hashes), installed by uv, whose
 # own version and hashes are in the lock too: pip only bootstraps that uv, hash-checked.
@@ -38,6 +38,10 @@ catalog: setup
 
 demo-ui: setup
 	$(BIN)/carbon-pipeline demo-ui
+
+# The seed's API (docs/api.md) on the demo's data, on http://127.0.0.1:8000.
+demo-api: setup
+	$(BIN)/carbon-pipeline demo-api
 
 # The Dagster UI on the pipeline's instance (PostgreSQL beside DATABASE_URL's database).
 ui: setup

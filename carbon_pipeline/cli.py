@@ -1,4 +1,5 @@
-"""`carbon-pipeline`: backfill a range through Dagster, migrate the warehouse, run the demo."""
+"""`carbon-pipeline`: backfill a range through Dagster, migrate the warehouse, serve the API, run
+the demo."""
 
 from __future__ import annotations
 
@@ -125,10 +126,34 @@ def _greenest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from carbon_pipeline.api.settings import ApiSettings
+
+    ApiSettings.from_env()  # a missing or malformed setting: one line, before any worker starts
+    uvicorn.run(
+        "carbon_pipeline.api.app:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+        access_log=False,
+    )
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from carbon_pipeline.demo.run import run_demo
 
     return run_demo(Path(args.dir).resolve(), verbose=args.verbose)
+
+
+def _demo_api(args: argparse.Namespace) -> int:
+    from carbon_pipeline.demo.run import run_api
+
+    return run_api(Path(args.dir).resolve(), args.port)
 
 
 def _demo_ui(args: argparse.Namespace) -> int:
@@ -207,6 +232,16 @@ def main(argv: list[str] | None = None) -> int:
     greenest.add_argument("--best", type=int, default=3, help="how many start times (3)")
     greenest.set_defaults(func=_greenest)
 
+    api = commands.add_parser(
+        "api", help="serve the carbon monitoring API (the seed's routes) from the warehouse"
+    )
+    api.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument(
+        "--workers", type=int, default=2, help="worker processes (default 2: one per core here)"
+    )
+    api.set_defaults(func=_api)
+
     demo = commands.add_parser("demo", help="run the whole pipeline on a generated month, locally")
     demo.add_argument("--dir", default=".demo", help="working folder (default .demo)")
     demo.add_argument("--verbose", action="store_true", help="print Dagster's event log too")
@@ -217,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     demo_ui.add_argument("--port", type=int, default=3000)
     demo_ui.add_argument("--verbose", action="store_true", help="print Dagster's own output")
     demo_ui.set_defaults(func=_demo_ui)
+
+    demo_api = commands.add_parser("demo-api", help="the API on the demo's data")
+    demo_api.add_argument("--dir", default=".demo")
+    demo_api.add_argument("--port", type=int, default=8000)
+    demo_api.set_defaults(func=_demo_api)
 
     args = parser.parse_args(argv)
     from carbon_pipeline.config import ConfigError

@@ -15,7 +15,13 @@ _SECRET_PARAMETER = re.compile(
     r"(?i)\b((?:access_|api_?|auth_?|bearer_?)?(?:token|key|secret|password|passwd|pwd)=)[^&\s'\"]+"
 )
 # The settings whose URLs may carry a password: their passwords are masked wherever they appear.
-SECRET_URL_SETTINGS = ("DATABASE_URL", "DAGSTER_POSTGRES_URL", "PROMETHEUS_URL", "MONGO_URI")
+SECRET_URL_SETTINGS = (
+    "DATABASE_URL",
+    "DAGSTER_POSTGRES_URL",
+    "PROMETHEUS_URL",
+    "MONGO_URI",
+    "API_DATABASE_URL",
+)
 
 
 def _known_passwords() -> list[str]:

@@ -513,6 +513,7 @@ def password_server(tmp_path_factory):
     server.execute(f"CREATE ROLE pipeline LOGIN CREATEDB PASSWORD '{password}'")
     for role in ("carbon_analyst", "carbon_reporter"):  # as a DBA makes them (README, Access)
         server.execute(f"CREATE ROLE {role} NOLOGIN")
+    server.execute("CREATE ROLE carbon_api NOLOGIN IN ROLE carbon_analyst, carbon_reporter")
     yield server.address, "pipeline", password
     server.stop()
 

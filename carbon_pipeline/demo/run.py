@@ -133,6 +133,7 @@ def run_demo(root: Path, verbose: bool = False) -> int:
             return 1
     print_report(database_url)
     say("open the Dagster UI on this data:  make demo-ui   (then http://127.0.0.1:3000)")
+    say("serve the seed's API on this data:  make demo-api  (then http://127.0.0.1:8000/docs)")
     return 0
 
 
@@ -197,3 +198,42 @@ def run_ui(root: Path, port: int = 3000, verbose: bool = False) -> int:
         return 1
     with demo_services(root):
         return serve(port=port, verbose=verbose, home=root / "dagster_home")
+
+
+DEMO_API_LOGIN = "carbon_api_demo"
+
+
+def run_api(root: Path, port: int = 8000) -> int:
+    """The API (docs/api.md) on the demo's warehouse, as a login of carbon_api; prints its URL
+    and curl lines that work on the data (the month of 2025 it holds, and the forecast the
+    demo fetched from now)."""
+    import uvicorn
+
+    from carbon_pipeline.api.app import create_app
+    from carbon_pipeline.api.settings import ApiSettings
+    from carbon_pipeline.database_url import DatabaseUrl
+
+    if not (root / "state.json").exists():
+        say("run the demo first: make demo")
+        return 1
+    owner = json.loads((root / "state.json").read_text())["database_url"]
+    with psycopg.connect(owner, autocommit=True) as conn:
+        conn.execute(
+            f"DO $$ BEGIN CREATE ROLE {DEMO_API_LOGIN} LOGIN IN ROLE carbon_api; "
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
+        group = conn.execute(
+            "SELECT group_name FROM reporting.v_groups ORDER BY group_name LIMIT 1"
+        ).fetchone()
+    login = DatabaseUrl.parse(owner).with_(user=DEMO_API_LOGIN, password=None).render()
+    settings = ApiSettings(database_url=login)
+    url = f"http://127.0.0.1:{port}"
+    say(f"the API on the demo's data: {url}  (OpenAPI: {url}/docs; Ctrl-C stops it)")
+    print(f"  curl -s '{url}/carbon/history?view=month&date=2025-03-01'")
+    print(f"  curl -s '{url}/carbon/intensity/current'")
+    if group:
+        print(
+            f"  curl -s '{url}/groups/{group[0]}/usage?start=2025-03-01T00:00Z&end=2025-04-01T00:00Z'"
+        )
+    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    return 0
