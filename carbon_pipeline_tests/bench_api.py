@@ -64,7 +64,7 @@ def wrk(url: str, clients: int, seconds: int) -> dict[str, float]:
     ).stdout
 
     def ms(label: str) -> float:
-        value, unit = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)$", out, re.M).groups()
+        value, unit = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
         return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))

@@ -569,6 +569,21 @@ def test_a_database_down_or_slow_answers_503_with_retry_after(warehouse):
         thread.join(10)
 
 
+def test_anonymous_answers_are_kept_awhile_and_personal_ones_never(api, issuer):
+    first = get(api, "/carbon/history", view="month", date="2025-03-01")
+    again = get(api, "/carbon/history", view="month", date="2025-03-01")
+    assert "age" not in first.headers and int(again.headers["age"]) >= 0
+    assert again.json() == first.json()
+    for _ in range(2):
+        mine = get(api, "/users/alice/summary", issuer.headers("alice"))
+        assert mine.status_code == 200 and "age" not in mine.headers
+    # A token that fails is refused even where an anonymous answer is kept.
+    bad = get(
+        api, "/carbon/history", {"Authorization": "Bearer x"}, view="month", date="2025-03-01"
+    )
+    assert bad.status_code == 401
+
+
 def test_cors_allows_the_configured_origins_only(api):
     asked = {"Origin": "https://ada.stfc.ac.uk", "Access-Control-Request-Method": "GET"}
     ok = requests.options(api + "/groups", headers=asked, timeout=30)

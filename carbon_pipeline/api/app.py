@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from carbon_pipeline.api import carbon, history, usage
 from carbon_pipeline.api.auth import Forbidden, IssuerUnavailable, TokenVerifier, Unauthorized
+from carbon_pipeline.api.cache import AnonymousCache
 from carbon_pipeline.api.db import Database, DatabaseUnavailable
 from carbon_pipeline.api.models import Health, Tracked
 from carbon_pipeline.api.settings import ApiSettings
@@ -157,6 +158,8 @@ def create_app(
         database.healthy()  # DatabaseUnavailable: 503
         return Health(status="ok", database="ok")
 
+    # Outside CORS (added after it): a kept answer still gets the caller's CORS headers.
+    app.add_middleware(AnonymousCache, seconds=settings.cache_seconds)
     if settings.cors_allowed_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -4,6 +4,7 @@ model), never from an outside service on request."""
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -135,7 +136,9 @@ def equivalencies_of(
     return _equivalencies(db, gco2eq)
 
 
+@functools.lru_cache(maxsize=1024)
 def _watts(model: PowerModelResource, machine_name: str | None) -> tuple[float, float]:
+    """A machine type's busy and idle watts per core (the model's file read once a type)."""
     import pandas as pd
 
     factors = model.model_for(pd.Series([machine_name]))

@@ -24,6 +24,8 @@ class ApiSettings:
     # The time "now" and relative periods are measured from (the warehouse's carbon.now):
     # unset, the clock; set, e.g. for a demo's historical data.
     reporting_now: str | None = None
+    # How long an answer to a caller without rights is kept (API_CACHE_SECONDS; 0: never).
+    cache_seconds: float = 30.0
 
     @classmethod
     def from_env(cls) -> ApiSettings:
@@ -48,4 +50,5 @@ class ApiSettings:
             statement_timeout_seconds=env_float("API_STATEMENT_TIMEOUT_SECONDS", 5.0, 0.1),
             pool_size=env_int("API_DATABASE_POOL_SIZE", 10, minimum=1),
             reporting_now=env("API_REPORTING_NOW"),
+            cache_seconds=env_float("API_CACHE_SECONDS", 30.0, 0.0),
         )

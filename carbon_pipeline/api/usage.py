@@ -158,7 +158,11 @@ def track(request: Request, who: Caller = Depends(caller)) -> Tracked:
     "analysts, how many workspaces are active.",
 )
 def summary(who: Caller = Depends(caller), db: Database = Depends(database)) -> WorkspacesSummary:
-    latest = rows(db, who.aggregate_role, "api_platform_latest", {})
+    (last,) = rows(db, who.aggregate_role, "api_platform_last_day", {})
+    latest = []
+    if last["day"] is not None:
+        since = datetime(last["day"].year, last["day"].month, last["day"].day, tzinfo=UTC)
+        latest = rows(db, who.aggregate_role, "api_platform_latest", {"since": since})
     active_count = None
     if who.analyst:
         active_count = len(

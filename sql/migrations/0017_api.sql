@@ -46,4 +46,30 @@ INSERT INTO public.column_glossary (column_name, meaning) VALUES
   ('cloud_project_name', 'The OpenStack project (IDAaaS = ISIS, CDAaaS = CLF, ...).'),
   ('machine_name', 'The machine type inside a project (Muon, SANS, ...).')
 ON CONFLICT (column_name) DO NOTHING;
+-- The latest vintage of each area by a backward scan of the forecast's key per region (the
+-- newest issued_at at or before now), not by aggregating the last 48 hours' periods: the
+-- intensity routes read it on every request (bench (h)'s 90 days of vintages: 52 ms -> ~1 ms).
+CREATE OR REPLACE VIEW public.v_forecast_latest AS
+WITH area AS (
+  SELECT 'national'::text AS area, NULL::text AS site, 0 AS region_id
+  UNION ALL
+  SELECT 'regional'::text, s.site, s.region_id FROM public.forecast_site s
+),
+vintage AS (
+  SELECT r.region_id,
+         (SELECT f.issued_at FROM public.intensity_forecast f
+          WHERE f.region_id = r.region_id AND f.issued_at <= public.reporting_now()
+            AND f.issued_at > public.reporting_now() - interval '48 hours'
+          ORDER BY f.issued_at DESC LIMIT 1) AS issued_at
+  FROM (SELECT DISTINCT a.region_id FROM area a) r
+)
+SELECT a.area, a.site, a.region_id, f.issued_at, f.period_from,
+       f.period_from + interval '30 minutes' AS period_to, f.forecast_gco2eq_per_kwh,
+       f.intensity_index
+FROM area a
+JOIN vintage v ON v.region_id = a.region_id
+JOIN public.intensity_forecast f ON f.region_id = v.region_id AND f.issued_at = v.issued_at
+WHERE f.period_from + interval '30 minutes' > public.reporting_now()
+  AND f.period_from < public.reporting_now() + interval '48 hours';
+
 SELECT public.carbon_document_columns();
