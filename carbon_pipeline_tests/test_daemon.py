@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import requests
 
+from carbon_pipeline.api.app import graphql_launcher
 from carbon_pipeline.instance import dagster_postgres_url
 from carbon_pipeline.tables import STAGE_TABLES
 from carbon_pipeline_tests import expected
@@ -433,7 +434,7 @@ def _processes_of(home: Path) -> list[int]:
 
 @pytest.mark.slow(seconds=25)
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_carbon_pipeline_ui_serves_the_asset_graph_and_stops_within_seconds(
+def test_carbon_pipeline_ui_serves_the_asset_graph_takes_the_apis_runs_and_stops_within_seconds(
     pipeline_env, tmp_path, stop
 ):
     from carbon_pipeline.demo.prometheus_server import free_port
@@ -472,6 +473,19 @@ def test_carbon_pipeline_ui_serves_the_asset_graph_and_stops_within_seconds(
                 time.sleep(1)
         sources = {"prometheus", "carbon_intensity_api", "workspace_registry", "power_model"}
         assert assets >= set(ASSETS) | sources | {"v_usage_total", "v_user_averages"}
+        # The API's POST /workspaces/track asks this webserver for an hour's run (docs/api.md).
+        tracked = graphql_launcher(url)(t("2025-03-03T05:00"))
+        run = requests.post(
+            f"{url}/graphql",
+            json={
+                "query": "query($id: ID!) { runOrError(runId: $id) "
+                "{ ... on Run { jobName tags { key value } } } }",
+                "variables": {"id": tracked.run_id},
+            },
+            timeout=10,
+        ).json()["data"]["runOrError"]
+        assert run["jobName"] == "hourly_carbon_job" and tracked.partition == "2025-03-03-05:00"
+        assert {"key": "dagster/partition", "value": "2025-03-03-05:00"} in run["tags"]
         # The instance is PostgreSQL in its own database beside the warehouse, made for us.
         config = (home / "dagster.yaml").read_text()
         assert "postgres" in config and "DAGSTER_POSTGRES_URL" in config

@@ -133,7 +133,8 @@ def run_demo(root: Path, verbose: bool = False) -> int:
             return 1
     print_report(database_url)
     say("open the Dagster UI on this data:  make demo-ui   (then http://127.0.0.1:3000)")
-    say("serve the seed's API on this data:  make demo-api  (then http://127.0.0.1:8000/docs)")
+    say("serve the seed's API on this data:  make demo-api  (then http://127.0.0.1:8000/docs, or")
+    say("  curl -s 'http://127.0.0.1:8000/carbon/history?view=month&date=2025-03-01')")
     return 0
 
 
